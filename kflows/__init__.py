@@ -1,0 +1,44 @@
+"""kflows: normalizing flows for TensorFlow and Keras 3.
+
+Keras owns the weights, TensorFlow Probability owns the maths: every layer is a Keras 3
+layer that builds a TFP bijector from its weights, and :class:`Flow` is a ``keras.Model``
+whose density is a ``tfd.TransformedDistribution``.
+"""
+
+from kflows import (
+    _backend,  # noqa: F401  (fails early on a non-TensorFlow Keras backend)
+    transforms,
+)
+from kflows.bases import Base, StandardNormal
+from kflows.builders import maf, realnvp
+from kflows.flow import Flow
+from kflows.layers import (
+    AffineCoupling,
+    Coupling,
+    FlowLayer,
+    InverseAutoregressive,
+    MaskedAutoregressive,
+    Permute,
+    Reverse,
+)
+from kflows.networks import MADE, MLP
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MADE",
+    "MLP",
+    "AffineCoupling",
+    "Base",
+    "Coupling",
+    "Flow",
+    "FlowLayer",
+    "InverseAutoregressive",
+    "MaskedAutoregressive",
+    "Permute",
+    "Reverse",
+    "StandardNormal",
+    "maf",
+    "realnvp",
+    "transforms",
+]

@@ -1,0 +1,16 @@
+"""Flow layers, one family per file."""
+
+from kflows.layers.autoregressive import InverseAutoregressive, MaskedAutoregressive
+from kflows.layers.base import FlowLayer
+from kflows.layers.coupling import AffineCoupling, Coupling
+from kflows.layers.permutation import Permute, Reverse
+
+__all__ = [
+    "AffineCoupling",
+    "Coupling",
+    "FlowLayer",
+    "InverseAutoregressive",
+    "MaskedAutoregressive",
+    "Permute",
+    "Reverse",
+]

@@ -1,0 +1,136 @@
+"""Generic checks, run over every layer of the registry (tests/registry.py)."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from helpers import data, make_flow
+from registry import LAYERS, NO_CONTEXT, NOT_IDENTITY_AT_INIT
+
+import kflows
+
+NAMES = sorted(LAYERS)
+CONTEXT = [None, 2]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_output_shapes(name):
+    flow, layer = make_flow(name)
+    x, _ = data("float32", 3, n=5)
+    bij = layer.bijector()
+    assert bij.forward(x).shape == (5, 3)
+    assert bij.inverse(x).shape == (5, 3)
+    # Volume-preserving bijectors may return a scalar log-det that broadcasts.
+    fldj_shape = tuple(bij.forward_log_det_jacobian(x, event_ndims=1).shape)
+    assert fldj_shape in ((), (5,))
+    assert flow.log_prob(x).shape == (5,)
+    assert flow.sample(4, seed=0).shape == (4, 3)
+    assert layer(x).shape == (5, 3)
+
+
+@pytest.mark.parametrize("context_dim", CONTEXT)
+@pytest.mark.parametrize("name", NAMES)
+def test_round_trip(name, context_dim):
+    _, layer = make_flow(name, "float64", context_dim=context_dim)
+    x, c = data("float64", 3, context_dim)
+    bij = layer.bijector(c)
+    # tf.identity defeats TFP's bijector cache, which would return x itself.
+    np.testing.assert_allclose(bij.inverse(tf.identity(bij.forward(x))), x, atol=1e-6)
+    np.testing.assert_allclose(bij.forward(tf.identity(bij.inverse(x))), x, atol=1e-6)
+
+
+@pytest.mark.parametrize("context_dim", CONTEXT)
+@pytest.mark.parametrize("name", NAMES)
+def test_forward_log_det_is_minus_inverse(name, context_dim):
+    _, layer = make_flow(name, "float64", context_dim=context_dim)
+    x, c = data("float64", 3, context_dim)
+    bij = layer.bijector(c)
+    y = tf.identity(bij.forward(x))
+    fldj = bij.forward_log_det_jacobian(x, event_ndims=1)
+    ildj = bij.inverse_log_det_jacobian(y, event_ndims=1)
+    np.testing.assert_allclose(fldj, -ildj, atol=1e-6)
+
+
+@pytest.mark.parametrize("context_dim", CONTEXT)
+@pytest.mark.parametrize("name", NAMES)
+def test_log_det_matches_autodiff_jacobian(name, context_dim):
+    _, layer = make_flow(name, "float64", context_dim=context_dim)
+    x, c = data("float64", 3, context_dim, n=8)
+    bij = layer.bijector(c)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = bij.forward(x)
+    jac = tape.batch_jacobian(y, x)
+    _, logabsdet = tf.linalg.slogdet(jac)
+    np.testing.assert_allclose(bij.forward_log_det_jacobian(x, event_ndims=1), logabsdet, atol=1e-6)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        z = layer.bijector(c).inverse(x)
+    _, logabsdet = tf.linalg.slogdet(tape.batch_jacobian(z, x))
+    ildj = layer.bijector(c).inverse_log_det_jacobian(x, event_ndims=1)
+    np.testing.assert_allclose(ildj, logabsdet, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(set(NAMES) - NOT_IDENTITY_AT_INIT))
+def test_identity_at_initialisation(name):
+    _, layer = make_flow(name, perturbed=False)
+    x, _ = data("float32", 3)
+    bij = layer.bijector()
+    np.testing.assert_allclose(bij.forward(x), x, atol=1e-6)
+    np.testing.assert_allclose(bij.forward_log_det_jacobian(x, event_ndims=1), 0.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(NOT_IDENTITY_AT_INIT))
+def test_fixed_permutations_have_zero_log_det(name):
+    _, layer = make_flow(name, perturbed=False)
+    x, _ = data("float32", 3)
+    bij = layer.bijector()
+    assert not np.allclose(bij.forward(x), x)
+    np.testing.assert_allclose(bij.forward_log_det_jacobian(x, event_ndims=1), 0.0)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_density_integrates_to_one_in_2d(name):
+    flow, _ = make_flow(name, "float64", dim=2)
+    grid = np.linspace(-9.0, 9.0, 601)
+    xx, yy = np.meshgrid(grid, grid)
+    points = np.stack([xx.ravel(), yy.ravel()], axis=1)
+    density = np.exp(flow.log_prob(points).numpy())
+    step = grid[1] - grid[0]
+    assert abs(density.sum() * step * step - 1.0) < 1e-2
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_round_trip(name):
+    flow, layer = make_flow(name)
+    config = json.loads(json.dumps(layer.get_config()))  # JSON only
+    clone = type(layer).from_config(config)
+    clone.build((None, 3))
+    clone.set_weights(layer.get_weights())
+    x, _ = data("float32", 3)
+    np.testing.assert_allclose(clone.bijector().inverse(x), layer.bijector().inverse(x), atol=1e-6)
+    flow_config = json.loads(json.dumps(flow.get_config()))
+    assert kflows.Flow.from_config(flow_config).get_config() == flow_config
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_keras_file_round_trip(name, tmp_path):
+    flow, _ = make_flow(name)
+    x, _ = data("float32", 3)
+    path = str(tmp_path / "flow.keras")
+    flow.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    np.testing.assert_array_equal(loaded.log_prob(x), flow.log_prob(x))
+    np.testing.assert_array_equal(loaded.sample(7, seed=5), flow.sample(7, seed=5))
+
+
+@pytest.mark.parametrize("name", sorted(set(NAMES) - NO_CONTEXT))
+def test_context_changes_the_density(name):
+    flow, layer = make_flow(name, context_dim=2)
+    x, c = data("float32", 3, 2)
+    lp = flow.log_prob(x, c)
+    assert not np.allclose(lp, flow.log_prob(x, c + 1.0))
+    samples = flow.sample(4, context=c[:3], seed=0)
+    assert samples.shape == (4, 3, 3)
