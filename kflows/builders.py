@@ -7,21 +7,21 @@ from kflows.flow import Flow
 from kflows.layers import Coupling, MaskedAutoregressive, Permute, Reverse
 
 
-def _permutation(kind: str, seed: int | None, index: int):
+def _permutation(kind: str, seed: int | None, index: int, dtype):
     if kind == "reverse":
-        return Reverse()
+        return Reverse(dtype=dtype)
     if kind == "random":
-        return Permute("random", seed=None if seed is None else seed + index)
+        return Permute("random", seed=None if seed is None else seed + index, dtype=dtype)
     raise ValueError(f"Expected permutation 'reverse' or 'random'; got {kind!r}.")
 
 
-def _stack(make_layer, num_layers: int, permutation: str, seed: int | None):
+def _stack(make_layer, num_layers: int, permutation: str, seed: int | None, dtype=None):
     if num_layers < 1:
         raise ValueError(f"Expected num_layers >= 1; got {num_layers}.")
     layers = []
     for i in range(num_layers):
         if i:
-            layers.append(_permutation(permutation, seed, i))
+            layers.append(_permutation(permutation, seed, i, dtype))
         layers.append(make_layer(i))
     return layers
 
@@ -61,7 +61,7 @@ def maf(
             transform=transform, hidden_units=hidden_units, residual=residual, dtype=dtype
         )
 
-    layers = _stack(make, num_layers, permutation, seed)
+    layers = _stack(make, num_layers, permutation, seed, dtype)
     return Flow(layers, base=base, context_dim=context_dim, dtype=dtype, name=name)
 
 
@@ -96,5 +96,5 @@ def realnvp(
             dtype=dtype,
         )
 
-    layers = _stack(make, num_layers, permutation, seed)
+    layers = _stack(make, num_layers, permutation, seed, dtype)
     return Flow(layers, base=base, context_dim=context_dim, dtype=dtype, name=name)

@@ -31,3 +31,6 @@ NOT_IDENTITY_AT_INIT = {"permute_random", "reverse"}
 
 #: Layers that ignore the context (they still accept it).
 NO_CONTEXT = {"permute_random", "reverse"}
+
+#: Layers without trainable weights (nothing for fit to learn in them).
+FIXED = {"permute_random", "reverse"}
