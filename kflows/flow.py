@@ -308,7 +308,10 @@ class Flow(keras.Model):
             loss = tf.reduce_sum(nll * w) / tf.maximum(tf.reduce_sum(w), 1e-12)
         if self.losses:
             loss = loss + tf.add_n([tf.cast(v, loss.dtype) for v in self.losses])
-        return loss
+        # Under tf.distribute each replica returns its share: gradients are summed across
+        # replicas, and Keras' loss tracker multiplies the share back (as Keras' own losses do).
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        return loss / replicas if replicas > 1 else loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         self.bits_per_dim.update_state(
