@@ -5,6 +5,9 @@ Nothing here downloads: the toy densities are generated with numpy.
 
 from __future__ import annotations
 
+import os
+import warnings
+
 import numpy as np
 
 
@@ -38,3 +41,31 @@ def split(data: np.ndarray, test_fraction: float = 0.2, seed: int = 0):
     order = np.random.default_rng(seed).permutation(len(data))
     n_test = max(1, int(round(test_fraction * len(data))))
     return data[order[n_test:]], data[order[:n_test]]
+
+
+def load_array(path: str) -> np.ndarray:
+    """Reads a ``[N, D]`` float32 array from a ``.npy`` or ``.csv`` file.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file cannot be read as numbers of shape ``[N, D]``.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Expected a .npy or .csv data file; no file at {path!r}.")
+    suffix = os.path.splitext(path)[1].lower()
+    try:
+        if suffix == ".npy":
+            array = np.load(path, allow_pickle=False)
+        elif suffix in (".csv", ".txt"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # an empty file is reported below instead
+                array = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
+        else:
+            raise ValueError(f"Expected a .npy or .csv file; got {path!r}.")
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"Could not read {path!r} as a numeric {suffix} array: {err}") from err
+    if array.dtype.kind not in "fiu":
+        raise ValueError(f"Expected numbers in {path!r}; got dtype {array.dtype}.")
+    if array.ndim != 2 or array.shape[0] == 0:
+        raise ValueError(f"Expected a non-empty [N, D] array in {path!r}; got shape {array.shape}.")
+    return array.astype(np.float32)
