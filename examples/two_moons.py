@@ -1,12 +1,15 @@
 """Train MAF and RealNVP on two moons, print the test NLL, save density plots.
 
 Usage:
-    python examples/two_moons.py [--epochs 30] [--out outputs]
+    python examples/two_moons.py [--epochs 40] [--out outputs]
 """
 
 import argparse
 import os
 import time
+
+import keras
+from keras.optimizers.schedules import CosineDecay
 
 import kflows
 from kflows import data, plot
@@ -14,7 +17,8 @@ from kflows import data, plot
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--lr", type=float, default=5e-3, help="peak rate of a cosine decay")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--num-points", type=int, default=20_000)
     parser.add_argument("--out", default="outputs")
@@ -24,7 +28,8 @@ def main():
     train, test = data.split(data.two_moons(args.num_points, seed=0), seed=0)
     for build in (kflows.maf, kflows.realnvp):
         flow = build(num_layers=5, hidden_units=(64, 64))
-        flow.compile()
+        steps = args.epochs * -(-len(train) // args.batch_size)
+        flow.compile(optimizer=keras.optimizers.Adam(CosineDecay(args.lr, steps)))
         start = time.perf_counter()
         flow.fit(train, epochs=args.epochs, batch_size=args.batch_size, verbose=0)
         seconds = time.perf_counter() - start
@@ -35,7 +40,7 @@ def main():
         print(
             f"{flow.name}: test NLL {result['loss']:.3f} nats "
             f"({result['bits_per_dim']:.3f} bits/dim), {args.epochs} epochs x "
-            f"{len(train) // args.batch_size + 1} steps of batch {args.batch_size} "
+            f"{-(-len(train) // args.batch_size)} steps of batch {args.batch_size} "
             f"in {seconds:.0f} s; plot {path}"
         )
 
