@@ -159,7 +159,8 @@ class RationalQuadraticSpline(Transform):
     def bijector(self, params):
         widths = self._bin_sizes(params[..., : self.bins], self.min_bin_width)
         heights = self._bin_sizes(params[..., self.bins : 2 * self.bins], self.min_bin_height)
-        slopes = self.min_slope + tf.math.softplus(params[..., 2 * self.bins :] + self._slope_offset)
+        raw_slopes = params[..., 2 * self.bins :]
+        slopes = self.min_slope + tf.math.softplus(raw_slopes + self._slope_offset)
         spline = tfb.RationalQuadraticSpline(widths, heights, slopes, range_min=-self.bound)
         return _IdentityTails(spline, self.bound)
 

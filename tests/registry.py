@@ -12,7 +12,6 @@ import kflows
 SMALL = (16, 16)
 
 
-
 def _adapted_standardize(dtype, dim):
     layer = kflows.Standardize(dtype=dtype)
     rng = np.random.default_rng(0)

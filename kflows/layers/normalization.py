@@ -125,9 +125,7 @@ class _BatchNormBijector(tfb.Bijector):
 
     def _moving(self):
         layer = self._layer
-        return tf.convert_to_tensor(layer.moving_mean), tf.convert_to_tensor(
-            layer.moving_variance
-        )
+        return tf.convert_to_tensor(layer.moving_mean), tf.convert_to_tensor(layer.moving_variance)
 
     def _log_scale(self, variance):
         """Per-feature log of the inverse map's slope, ``log_gamma - log sqrt(var + eps)``."""
@@ -282,9 +280,7 @@ class Standardize(FlowLayer):
     def build(self, x_shape, context_shape=None):
         super().build(x_shape, context_shape)
         dim = self.event_dim
-        self.mean = self.add_weight(
-            shape=(dim,), initializer="zeros", trainable=False, name="mean"
-        )
+        self.mean = self.add_weight(shape=(dim,), initializer="zeros", trainable=False, name="mean")
         self.std = self.add_weight(shape=(dim,), initializer="ones", trainable=False, name="std")
         self.adapted = self.add_weight(
             shape=(), dtype="bool", initializer="zeros", trainable=False, name="adapted"
