@@ -202,6 +202,10 @@ class _IdentityTails(tfb.Bijector):
     def _apply(self, fn, x, outside_value):
         inside = tf.abs(x) < self._bound
         value = fn(tf.where(inside, x, tf.zeros_like(x)), event_ndims=0)
+        # The spline broadcasts through dynamic shapes, losing the static event size in
+        # graph mode; structures (RealNVP) slice by it, so restore it.
+        batch_shape = self._spline.bin_widths.shape[:-1]
+        value.set_shape(tf.broadcast_static_shape(x.shape, batch_shape))
         return tf.where(inside, value, outside_value)
 
     def _forward(self, x):

@@ -62,7 +62,8 @@ class _ZeroDensityOutside(tfb.Bijector):
 
     Points outside are swapped for an interior point before reaching ``bijector`` (so that
     neither values nor gradients see the NaN of e.g. ``logit(-0.5)``), and their
-    inverse log-det is replaced by ``-inf``.
+    inverse log-det is replaced by ``-inf``. A sample whose forward map saturates to the
+    boundary in floating point (e.g. ``sigmoid(40.0) == 1.0`` in float32) is outside too.
     """
 
     def __init__(self, bijector: tfb.Bijector, low: float, high: float, name: str):
@@ -94,8 +95,10 @@ class _ZeroDensityOutside(tfb.Bijector):
     def _forward(self, x):
         return self._bijector.forward(x)
 
-    def _forward_log_det_jacobian(self, x):
-        return self._bijector.forward_log_det_jacobian(x, event_ndims=0)
+    # No ``_forward_log_det_jacobian``: TFP then computes it as ``-ildj(forward(x))``, and
+    # ``forward(x)`` of an ``x`` that came out of ``inverse(y)`` is ``y`` itself, from the
+    # bijector's cache. ``TransformedDistribution.log_prob(y)`` scores ``y`` through
+    # ``inverse(y)`` and that forward log-det, so an outside ``y`` gets ``-inf`` there too.
 
     def _inverse(self, y):
         return self._bijector.inverse(self._safe(y)[1])

@@ -81,7 +81,7 @@ class ActNorm(FlowLayer):
     @property
     def needs_data_init(self) -> bool:
         """True until :meth:`initialize` ran (read eagerly, outside ``tf.function``)."""
-        return self.built and not bool(self.initialized.numpy())
+        return not self.built or not bool(self.initialized.numpy())
 
     def initialize(self, x, context=None):
         """Sets ``shift`` and ``log_scale`` so that ``x`` maps to zero mean, unit variance."""
@@ -330,7 +330,7 @@ class Standardize(FlowLayer):
 
     @property
     def needs_data_init(self) -> bool:
-        return self.built and not self.is_adapted
+        return not self.is_adapted
 
     def initialize(self, x, context=None):
         warnings.warn(
