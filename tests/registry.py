@@ -34,11 +34,8 @@ LAYERS = {
     ),
     "permute_random": lambda dtype, dim: kflows.Permute(seed=1, dtype=dtype),
     "reverse": lambda dtype, dim: kflows.Reverse(dtype=dtype),
-    "maf_spline": lambda dtype, dim: kflows.MaskedAutoregressive(
-        transform={"name": "spline", "bins": 4, "bound": 2.0}, hidden_units=SMALL, dtype=dtype
-    ),
     "spline_autoregressive": lambda dtype, dim: kflows.SplineAutoregressive(
-        bins=5, hidden_units=SMALL, dtype=dtype
+        bins=5, bound=2.0, hidden_units=SMALL, dtype=dtype
     ),
     "spline_coupling": lambda dtype, dim: kflows.SplineCoupling(
         bins=4, bound=2.5, mask="alternate", hidden_units=SMALL, dtype=dtype
