@@ -30,8 +30,9 @@ class LULinear(FlowLayer):
     ``L`` is unit lower triangular, ``U`` upper triangular with a positive diagonal, ``P`` a
     fixed permutation. All of ``L`` and ``U`` live in one ``[D, D]`` weight, zero at
     initialisation, so the layer starts as ``P`` (the identity by default). The log-det is
-    ``sum(log diag U)``, O(D); applying the map costs O(D^2) per point and inverting it two
-    triangular solves, O(D^2).
+    ``sum(log diag U)``, O(D), independent of the data. Sampling (forward) multiplies each
+    point by ``P L U``, O(D^2) per point after one O(D^3) product per batch; density
+    evaluation (inverse) is two triangular solves, O(D^2) per point.
 
     Fast direction: **both**. Context: ignored.
 
