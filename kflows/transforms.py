@@ -13,6 +13,7 @@ every flow starts as the identity.
 from __future__ import annotations
 
 import math
+import numbers
 
 import keras
 import tensorflow as tf
@@ -129,7 +130,7 @@ class RationalQuadraticSpline(Transform):
         min_bin_height: float = 1e-3,
         min_slope: float = 1e-3,
     ):
-        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 2:
+        if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or bins < 2:
             raise ValueError(f"Expected an integer bins >= 2; got {bins!r}.")
         if not bound > 0:
             raise ValueError(f"Expected bound > 0; got {bound!r}.")
