@@ -10,16 +10,23 @@ from kflows import (
     transforms,
 )
 from kflows.bases import Base, StandardNormal
-from kflows.builders import maf, realnvp
+from kflows.builders import glow, maf, nsf, nsf_coupling, realnvp
 from kflows.flow import Flow
 from kflows.layers import (
+    ActNorm,
     AffineCoupling,
+    BatchNorm,
     Coupling,
+    Elementwise,
     FlowLayer,
     InverseAutoregressive,
+    LULinear,
     MaskedAutoregressive,
     Permute,
     Reverse,
+    SplineAutoregressive,
+    SplineCoupling,
+    Standardize,
 )
 from kflows.networks import MADE, MLP
 
@@ -28,17 +35,27 @@ __version__ = "0.1.0"
 __all__ = [
     "MADE",
     "MLP",
+    "ActNorm",
     "AffineCoupling",
     "Base",
+    "BatchNorm",
     "Coupling",
+    "Elementwise",
     "Flow",
     "FlowLayer",
     "InverseAutoregressive",
+    "LULinear",
     "MaskedAutoregressive",
     "Permute",
     "Reverse",
+    "SplineAutoregressive",
+    "SplineCoupling",
     "StandardNormal",
+    "Standardize",
+    "glow",
     "maf",
+    "nsf",
+    "nsf_coupling",
     "realnvp",
     "transforms",
 ]

@@ -5,9 +5,19 @@ Adding a layer = one file in kflows/layers/ + one entry here. Each entry is
 the suite stays fast. ``dim`` is the event size the tests will use (2 or 3).
 """
 
+import numpy as np
+
 import kflows
 
 SMALL = (16, 16)
+
+
+def _adapted_standardize(dtype, dim):
+    layer = kflows.Standardize(dtype=dtype)
+    rng = np.random.default_rng(0)
+    layer.adapt(0.5 + 1.5 * rng.standard_normal((256, dim)))
+    return layer
+
 
 LAYERS = {
     "maf_affine": lambda dtype, dim: kflows.MaskedAutoregressive(hidden_units=SMALL, dtype=dtype),
@@ -24,13 +34,41 @@ LAYERS = {
     ),
     "permute_random": lambda dtype, dim: kflows.Permute(seed=1, dtype=dtype),
     "reverse": lambda dtype, dim: kflows.Reverse(dtype=dtype),
+    "spline_autoregressive": lambda dtype, dim: kflows.SplineAutoregressive(
+        bins=5, bound=2.0, hidden_units=SMALL, dtype=dtype
+    ),
+    "spline_coupling": lambda dtype, dim: kflows.SplineCoupling(
+        bins=4, bound=2.5, mask="alternate", hidden_units=SMALL, dtype=dtype
+    ),
+    "lu_linear": lambda dtype, dim: kflows.LULinear(dtype=dtype),
+    "lu_linear_random": lambda dtype, dim: kflows.LULinear("random", seed=2, dtype=dtype),
+    "actnorm": lambda dtype, dim: kflows.ActNorm(dtype=dtype),
+    "batch_norm": lambda dtype, dim: kflows.BatchNorm(dtype=dtype),
+    "standardize": lambda dtype, dim: _adapted_standardize(dtype, dim),
+    "elementwise_sinh_arcsinh": lambda dtype, dim: kflows.Elementwise(
+        "sinh_arcsinh", {"skewness": 0.3, "tailweight": 1.2}, dtype=dtype
+    ),
 }
 
 #: Layers that are not the identity at initialisation, by design (fixed permutations).
-NOT_IDENTITY_AT_INIT = {"permute_random", "reverse"}
+NOT_IDENTITY_AT_INIT = {"permute_random", "reverse", "lu_linear_random"}
 
 #: Layers that ignore the context (they still accept it).
-NO_CONTEXT = {"permute_random", "reverse"}
+NO_CONTEXT = {
+    "permute_random",
+    "reverse",
+    "lu_linear",
+    "lu_linear_random",
+    "actnorm",
+    "batch_norm",
+    "standardize",
+    "elementwise_sinh_arcsinh",
+}
+
+#: Layers set at initialisation by data (``initialize``/``adapt``) or by fixed arguments, so
+#: neither the identity nor volume-preserving (Standardize is adapted in its entry);
+#: tests/test_normalization.py and tests/test_support.py check what they start as.
+SET_AT_INIT = {"actnorm", "standardize", "elementwise_sinh_arcsinh"}
 
 #: Layers without trainable weights (nothing for fit to learn in them).
-FIXED = {"permute_random", "reverse"}
+FIXED = {"permute_random", "reverse", "standardize", "elementwise_sinh_arcsinh"}

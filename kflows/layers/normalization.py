@@ -1,0 +1,352 @@
+"""Normalization layers: ActNorm, batch normalization and a fixed standardization.
+
+All three are per-feature affine maps ``x = u * scale + shift`` (base side ``u``, data side
+``x``); they differ in where ``scale`` and ``shift`` come from: learned after a
+data-dependent initialisation (:class:`ActNorm`), batch statistics with moving averages
+(:class:`BatchNorm`), or statistics fitted once with ``adapt`` (:class:`Standardize`).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from kflows.layers.base import FlowLayer
+
+tfb = tfp.bijectors
+
+
+def _feature_moments(x):
+    """Mean and (biased) variance of ``x`` ``[..., D]`` over every axis but the last."""
+    axes = list(range(x.shape.rank - 1))
+    return tf.nn.moments(x, axes=axes)
+
+
+def _as_2d(x, dim, dtype, layer):
+    x = tf.convert_to_tensor(x)
+    x = tf.reshape(tf.cast(x, dtype), [-1, x.shape[-1]])
+    if dim is not None and x.shape[-1] != dim:
+        raise ValueError(f"{layer} was built for {dim} features; got data of shape {x.shape}.")
+    if x.shape[0] == 0:
+        raise ValueError(f"{layer} needs at least one row of data; got shape {x.shape}.")
+    return x
+
+
+@keras.saving.register_keras_serializable(package="kflows")
+class ActNorm(FlowLayer):
+    """Activation normalization: a learned per-feature affine map, initialised from data.
+
+    ``x = u * exp(log_scale) + shift``. On the first batch it sees (``Flow.fit`` and
+    ``Flow.initialize`` call :meth:`initialize`), ``shift`` and ``log_scale`` are set to the
+    mean and log standard deviation of the layer's input, so the layer's output (base side)
+    has zero mean and unit variance per feature; afterwards both are ordinary trainable
+    weights. An ``initialized`` flag is saved with the model, so a reloaded flow is not
+    initialised again. Before initialisation the layer is the identity.
+
+    Fast direction: **both**. Context: ignored.
+
+    Args:
+        epsilon: smallest standard deviation used at initialisation (constant features).
+
+    Example:
+        >>> flow = kflows.Flow([kflows.ActNorm(), kflows.LULinear(), kflows.Coupling()])
+        >>> flow.compile(); flow.fit(x)  # ActNorm initialises on the first batch
+
+    References:
+        Kingma, Dhariwal. Glow: Generative Flow with Invertible 1x1 Convolutions.
+        NeurIPS 2018.
+    """
+
+    fast_direction = "both"
+
+    def __init__(self, epsilon: float = 1e-6, **kwargs):
+        super().__init__(**kwargs)
+        if not epsilon > 0:
+            raise ValueError(f"Expected epsilon > 0; got {epsilon!r}.")
+        self.epsilon = float(epsilon)
+
+    def build(self, x_shape, context_shape=None):
+        super().build(x_shape, context_shape)
+        dim = self.event_dim
+        self.shift = self.add_weight(shape=(dim,), initializer="zeros", name="shift")
+        self.log_scale = self.add_weight(shape=(dim,), initializer="zeros", name="log_scale")
+        self.initialized = self.add_weight(
+            shape=(), dtype="bool", initializer="zeros", trainable=False, name="initialized"
+        )
+
+    @property
+    def needs_data_init(self) -> bool:
+        """True until :meth:`initialize` ran (read eagerly, outside ``tf.function``)."""
+        return not self.built or not bool(self.initialized.numpy())
+
+    def initialize(self, x, context=None):
+        """Sets ``shift`` and ``log_scale`` so that ``x`` maps to zero mean, unit variance."""
+        x = _as_2d(x, self.event_dim, self.compute_dtype, type(self).__name__)
+        mean, variance = _feature_moments(x)
+        std = tf.maximum(tf.sqrt(variance), self.epsilon)
+        self.shift.assign(mean)
+        self.log_scale.assign(tf.math.log(std))
+        self.initialized.assign(True)
+
+    def bijector(self, context=None, training=False):
+        # The variables themselves (not their values) keep the bijector live.
+        return tfb.Shift(self.shift.value)(tfb.Scale(log_scale=self.log_scale.value))
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+class _BatchNormBijector(tfb.Bijector):
+    """``x = (u - beta) * exp(-log_gamma) * sqrt(var + eps) + mean`` for a :class:`BatchNorm`.
+
+    The density direction (inverse) uses the batch's statistics in training and updates the
+    layer's moving averages; otherwise, and always for sampling (forward), it uses the
+    moving averages. The log-det treats the statistics as constants, as in Real NVP.
+    """
+
+    def __init__(self, layer: BatchNorm, training: bool, name: str = "batch_norm"):
+        parameters = dict(locals())
+        self._layer = layer
+        self._training = bool(training)
+        super().__init__(
+            forward_min_event_ndims=1,
+            parameters=parameters,
+            name=name,
+            dtype=tf.as_dtype(layer.compute_dtype),
+        )
+
+    @classmethod
+    def _parameter_properties(cls, dtype):
+        return {}
+
+    def _moving(self):
+        layer = self._layer
+        return tf.convert_to_tensor(layer.moving_mean), tf.convert_to_tensor(layer.moving_variance)
+
+    def _log_scale(self, variance):
+        """Per-feature log of the inverse map's slope, ``log_gamma - log sqrt(var + eps)``."""
+        log_scale = -0.5 * tf.math.log(variance + self._layer.epsilon)
+        if self._layer.affine:
+            log_scale = log_scale + self._layer.log_gamma
+        return log_scale
+
+    def _beta(self, dtype):
+        return self._layer.beta if self._layer.affine else tf.zeros([], dtype)
+
+    def _inverse_stats(self, y, update: bool):
+        if not self._training:
+            return self._moving()
+        mean, variance = _feature_moments(y)
+        if update:
+            layer, momentum = self._layer, self._layer.momentum
+            # Moving averages follow the statistics; they must not carry gradients.
+            layer.moving_mean.assign(
+                momentum * layer.moving_mean + (1.0 - momentum) * tf.stop_gradient(mean)
+            )
+            layer.moving_variance.assign(
+                momentum * layer.moving_variance + (1.0 - momentum) * tf.stop_gradient(variance)
+            )
+        return mean, variance
+
+    def _forward(self, x):
+        mean, variance = self._moving()
+        return (x - self._beta(x.dtype)) * tf.exp(-self._log_scale(variance)) + mean
+
+    def _inverse(self, y):
+        mean, variance = self._inverse_stats(y, update=True)
+        return (y - mean) * tf.exp(self._log_scale(variance)) + self._beta(y.dtype)
+
+    def _forward_log_det_jacobian(self, x):
+        _, variance = self._moving()
+        ldj = -tf.reduce_sum(self._log_scale(variance), axis=-1)
+        return tf.broadcast_to(ldj, tf.shape(x)[:-1])
+
+    def _inverse_log_det_jacobian(self, y):
+        _, variance = self._inverse_stats(y, update=False)
+        ildj = tf.reduce_sum(self._log_scale(variance), axis=-1)
+        return tf.broadcast_to(ildj, tf.shape(y)[:-1])
+
+
+@keras.saving.register_keras_serializable(package="kflows")
+class BatchNorm(FlowLayer):
+    """Batch normalization as a flow layer, with Keras-owned moving statistics.
+
+    Density direction (inverse): ``u = (x - mean) / sqrt(var + eps) * exp(log_gamma) + beta``.
+    In training (``Flow.fit`` builds the bijector with ``training=True``) ``mean`` and
+    ``var`` are the statistics of the batch being scored, and the moving averages
+    ``moving_mean``, ``moving_variance`` (non-trainable weights, saved with the model) are
+    updated; otherwise the moving averages are used, so ``evaluate``, ``log_prob`` and
+    ``sample`` see a fixed map. Sampling (forward) always uses the moving averages. The
+    log-det treats the statistics as constants (Dinh et al., 2017).
+
+    The moving variance starts at ``1 - epsilon`` so that the layer starts as the identity.
+
+    Fast direction: **both**. Context: ignored.
+
+    Args:
+        momentum: moving average momentum: ``moving = momentum * moving + (1 - momentum) *
+            batch``.
+        epsilon: added to the variance before the square root.
+        affine: learn ``log_gamma`` and ``beta`` (zero-initialised) after normalising.
+
+    Example:
+        >>> flow = kflows.Flow([kflows.MaskedAutoregressive(), kflows.BatchNorm(),
+        ...                     kflows.MaskedAutoregressive()])
+
+    References:
+        Dinh, Sohl-Dickstein, Bengio. Density estimation using Real NVP. ICLR 2017.
+    """
+
+    fast_direction = "both"
+    updates_in_training = True
+
+    def __init__(
+        self, momentum: float = 0.99, epsilon: float = 1e-3, affine: bool = True, **kwargs
+    ):
+        super().__init__(**kwargs)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"Expected 0 <= momentum < 1; got {momentum!r}.")
+        if not 0.0 < epsilon < 1.0:
+            raise ValueError(f"Expected 0 < epsilon < 1; got {epsilon!r}.")
+        self.momentum = float(momentum)
+        self.epsilon = float(epsilon)
+        self.affine = bool(affine)
+
+    def build(self, x_shape, context_shape=None):
+        super().build(x_shape, context_shape)
+        dim = self.event_dim
+        self.moving_mean = self.add_weight(
+            shape=(dim,), initializer="zeros", trainable=False, name="moving_mean"
+        )
+        self.moving_variance = self.add_weight(
+            shape=(dim,),
+            initializer=keras.initializers.Constant(1.0 - self.epsilon),
+            trainable=False,
+            name="moving_variance",
+        )
+        if self.affine:
+            self.log_gamma = self.add_weight(shape=(dim,), initializer="zeros", name="log_gamma")
+            self.beta = self.add_weight(shape=(dim,), initializer="zeros", name="beta")
+
+    def bijector(self, context=None, training=False):
+        return _BatchNormBijector(self, training)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "momentum": self.momentum,
+            "epsilon": self.epsilon,
+            "affine": self.affine,
+        }
+
+
+@keras.saving.register_keras_serializable(package="kflows")
+class Standardize(FlowLayer):
+    """A fixed per-feature standardization fitted to data with :meth:`adapt`.
+
+    Density direction: ``u = (x - mean) / std``, with ``mean`` and ``std`` computed by
+    ``adapt(x)`` (like ``keras.layers.Normalization``) and stored as non-trainable weights,
+    so they are saved with the model. Its log-det, ``-sum(log std)``, counts in the
+    density: ``log_prob`` stays a density of the *original* data.
+
+    Use it as the first layer (data side). Call ``adapt`` on the full training data before
+    ``fit``; a flow whose ``Standardize`` is not adapted raises an error in ``log_prob``
+    and ``sample``, except in ``Flow.fit``/``Flow.initialize``, which adapt it to their
+    first batch with a warning.
+
+    Fast direction: **both**. Context: ignored.
+
+    Args:
+        epsilon: smallest standard deviation (constant features).
+
+    Example:
+        >>> layer = kflows.Standardize()
+        >>> layer.adapt(x_train)
+        >>> flow = kflows.Flow([layer, kflows.MaskedAutoregressive()])
+    """
+
+    fast_direction = "both"
+
+    def __init__(self, epsilon: float = 1e-6, **kwargs):
+        super().__init__(**kwargs)
+        if not epsilon > 0:
+            raise ValueError(f"Expected epsilon > 0; got {epsilon!r}.")
+        self.epsilon = float(epsilon)
+
+    def build(self, x_shape, context_shape=None):
+        super().build(x_shape, context_shape)
+        dim = self.event_dim
+        self.mean = self.add_weight(shape=(dim,), initializer="zeros", trainable=False, name="mean")
+        self.std = self.add_weight(shape=(dim,), initializer="ones", trainable=False, name="std")
+        self.adapted = self.add_weight(
+            shape=(), dtype="bool", initializer="zeros", trainable=False, name="adapted"
+        )
+
+    @property
+    def is_adapted(self) -> bool:
+        return self.built and bool(self.adapted.numpy())
+
+    def adapt(self, data) -> None:
+        """Computes the per-feature mean and standard deviation of ``data``.
+
+        Args:
+            data: an array ``[N, D]``, or a ``tf.data.Dataset`` of such batches (or of
+                ``(x, context)`` pairs, whose ``x`` is used).
+        """
+        batches = data if isinstance(data, tf.data.Dataset) else [data]
+        count, offset, total, total_sq = 0, None, 0.0, 0.0
+        for batch in batches:
+            if isinstance(batch, (tuple, list)):
+                batch = batch[0]
+            elif isinstance(batch, dict):
+                batch = batch["x"]
+            x = np.asarray(batch, dtype=np.float64)
+            if x.ndim < 2 or x.shape[0] == 0:
+                raise ValueError(f"Expected data of shape [N, D] to adapt; got {x.shape}.")
+            x = x.reshape(-1, x.shape[-1])
+            if not self.built:
+                self.build((None, x.shape[-1]))
+            if x.shape[-1] != self.event_dim:
+                raise ValueError(
+                    f"{self.name} was built for {self.event_dim} features; got {x.shape}."
+                )
+            if not np.all(np.isfinite(x)):
+                raise ValueError("Expected finite data to adapt Standardize; got NaN or inf.")
+            # Sums of deviations from the first batch's mean keep the variance accurate.
+            offset = x.mean(0) if offset is None else offset
+            x = x - offset
+            count, total, total_sq = count + len(x), total + x.sum(0), total_sq + (x * x).sum(0)
+        if count == 0:
+            raise ValueError("Expected data to adapt Standardize; got no rows.")
+        mean = total / count
+        std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
+        self.mean.assign((offset + mean).astype(self.variable_dtype))
+        self.std.assign(np.maximum(std, self.epsilon).astype(self.variable_dtype))
+        self.adapted.assign(True)
+
+    @property
+    def needs_data_init(self) -> bool:
+        return not self.is_adapted
+
+    def initialize(self, x, context=None):
+        warnings.warn(
+            f"{self.name} was not adapted; adapting it to one batch of {len(x)} rows. Call "
+            "adapt(x) on the whole training data first for exact statistics.",
+            stacklevel=3,
+        )
+        self.adapt(x)
+
+    def bijector(self, context=None, training=False):
+        if tf.executing_eagerly() and self.built and not self.is_adapted:
+            raise ValueError(
+                f"{self.name} is not adapted: call {self.name}.adapt(x_train) (or fit the "
+                "flow) before using it."
+            )
+        return tfb.Shift(self.mean.value)(tfb.Scale(self.std.value))
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
