@@ -11,7 +11,8 @@ from kflows import data
 
 @pytest.fixture(scope="module")
 def moons():
-    return data.two_moons(1024, seed=3)
+    # Scaled and shifted, so that element-wise and linear layers have something to learn too.
+    return data.two_moons(1024, seed=3) * 2.0 + 1.0
 
 
 @pytest.mark.slow
