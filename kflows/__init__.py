@@ -11,6 +11,7 @@ from kflows import (
 )
 from kflows.bases import Base, StandardNormal
 from kflows.builders import maf, realnvp
+from kflows.export import export
 from kflows.flow import Flow
 from kflows.layers import (
     AffineCoupling,
@@ -38,6 +39,7 @@ __all__ = [
     "Permute",
     "Reverse",
     "StandardNormal",
+    "export",
     "maf",
     "realnvp",
     "transforms",
