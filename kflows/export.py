@@ -23,7 +23,8 @@ signature                    inputs                                  outputs
 ============================ ======================================= ==========================
 
 ``seed`` is a stateless seed: the draws depend on it alone, and ``flow.sample(n, seed=[a,
-b])`` in-process returns the same samples as the export fed ``seed=[a, b]``.
+b])`` in-process returns the same samples as the export fed ``seed=[a, b]`` (an int seed
+``s`` in-process is ``[0, s]``, see :func:`kflows.flow.stateless_seed`).
 
 Checks at the signature boundary: a wrong number of features in ``x`` or ``context``, ``x``
 and ``context`` with different numbers of rows, and a negative ``num_samples`` fail with an
@@ -127,7 +128,7 @@ def _check_version(version) -> int:
 
 
 def _next_version(base: str) -> int:
-    versions = [int(name) for name in os.listdir(base) if name.isdigit()]
+    versions = [int(name) for name in os.listdir(base) if name.isascii() and name.isdigit()]
     return max(versions, default=0) + 1
 
 
@@ -184,17 +185,17 @@ def _endpoints(flow: Flow) -> dict:
         return {"log_prob": flow.distribution(context).log_prob(x)}
 
     def sample(num_samples, seed, context=None):
-        dist = _distribution(num_samples, context)
+        dist = _distribution(context)
         return {"samples": dist.sample(_checked_num_samples(num_samples), seed=seed)}
 
     def sample_and_log_prob(num_samples, seed, context=None):
-        dist = _distribution(num_samples, context)
+        dist = _distribution(context)
         samples, log_prob = dist.experimental_sample_and_log_prob(
             _checked_num_samples(num_samples), seed=seed
         )
         return {"samples": samples, "log_prob": log_prob}
 
-    def _distribution(num_samples, context):
+    def _distribution(context):
         if context is not None:
             context = _checked_features(context, "context", ctx_dim)
         return flow.distribution(context)

@@ -98,6 +98,9 @@ def test_same_seed_same_samples_in_process_after_reload_and_exported(case, expor
     close(out["samples"], samples)
     close(out["log_prob"], log_prob)
     assert out["log_prob"].shape == (NUM_SAMPLES, *batch)
+    # An int seed s in-process is the stateless seed [0, s].
+    zero_s = loaded.signatures["sample"](**{**inputs, "seed": tf.constant([0, 3])})
+    close(zero_s["samples"], flow.sample(NUM_SAMPLES, context, seed=3))
     # The seed drives the draws: another seed, other samples.
     other = loaded.signatures["sample"](**{**inputs, "seed": tf.constant([8, 11])})
     assert not np.allclose(other["samples"], expected)
