@@ -1,7 +1,10 @@
-"""Train MAF and RealNVP on two moons, print the test NLL, save density plots.
+"""Train MAF and RealNVP on two moons, print the test NLL, save density plots, export.
 
 Usage:
-    python examples/two_moons.py [--epochs 40] [--out outputs]
+    python examples/two_moons.py [--epochs 40] [--out outputs] [--export outputs/export]
+
+Each flow is also exported for TF Serving to ``<export>/<name>/<version>/`` (see the README's
+"Serving" section), e.g. ``outputs/export/maf/1``.
 """
 
 import argparse
@@ -22,6 +25,9 @@ def main():
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--num-points", type=int, default=20_000)
     parser.add_argument("--out", default="outputs")
+    parser.add_argument(
+        "--export", default=None, help="TF Serving model base directory (default: OUT/export)"
+    )
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
 
@@ -37,11 +43,14 @@ def main():
         path = os.path.join(args.out, f"two_moons_{flow.name}.png")
         plot.density_2d(flow, train[:2000], path)
         flow.save(os.path.join(args.out, f"two_moons_{flow.name}.keras"))
+        exported = flow.export(
+            os.path.join(args.export or os.path.join(args.out, "export"), flow.name)
+        )
         print(
             f"{flow.name}: test NLL {result['loss']:.3f} nats "
             f"({result['bits_per_dim']:.3f} bits/dim), {args.epochs} epochs x "
             f"{-(-len(train) // args.batch_size)} steps of batch {args.batch_size} "
-            f"in {seconds:.0f} s; plot {path}"
+            f"in {seconds:.0f} s; plot {path}; SavedModel {exported}"
         )
 
 

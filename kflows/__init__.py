@@ -11,6 +11,7 @@ from kflows import (
 )
 from kflows.bases import Base, StandardNormal
 from kflows.builders import glow, maf, nsf, nsf_coupling, realnvp
+from kflows.export import export
 from kflows.flow import Flow
 from kflows.layers import (
     ActNorm,
@@ -53,6 +54,7 @@ __all__ = [
     "StandardNormal",
     "Standardize",
     "glow",
+    "export",
     "maf",
     "nsf",
     "nsf_coupling",

@@ -375,6 +375,26 @@ class Flow(keras.Model):
         self._check_data(x, "evaluation")
         return super().evaluate(x, **kwargs)
 
+    # ------------------------------------------------------------------ export
+    def export(self, filepath, format="tf_saved_model", verbose=None, **kwargs) -> str:
+        """Exports a TF Serving SavedModel to ``filepath/<version>/``; see :func:`kflows.export`.
+
+        Unlike ``keras.Model.export``, which writes one SavedModel with a ``call`` endpoint
+        *at* ``filepath``, this writes a new version directory under ``filepath`` (the
+        layout TF Serving watches) with ``log_prob``, ``sample``, ``sample_and_log_prob``
+        and ``serving_default`` signatures, and returns its path. ``kwargs`` are
+        ``version``, ``overwrite`` and ``warmup``. Other formats (``"onnx"``, ...) go to
+        Keras' own ``export``.
+
+        Example:
+            >>> flow.export("models/maf")   # -> ".../models/maf/1", then ".../2", ...
+        """
+        if format != "tf_saved_model":
+            return super().export(filepath, format=format, verbose=verbose, **kwargs)
+        from kflows.export import export  # kflows.export imports this module
+
+        return export(self, filepath, **kwargs)
+
     # ------------------------------------------------------------------ config
     def get_config(self):
         return {

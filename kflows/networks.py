@@ -238,7 +238,9 @@ class MLP(keras.layers.Layer):
     def call(self, x, context=None):
         h = x if context is None else _broadcast_concat(x, context)
         batch = tf.shape(h)[:-1]
-        h = tf.reshape(h, [-1, h.shape[-1]])
+        # The width comes from build: in a graph, broadcasting x against the context can
+        # leave h's static last dimension unknown.
+        h = tf.reshape(h, [-1, self.hidden[0].kernel.shape[0]])
         for i, layer in enumerate(self.hidden):
             z = self.activation(layer(h))
             h = h + z if self.residual and i > 0 else z
