@@ -1,5 +1,6 @@
 """Shared helpers of the test suite."""
 
+import keras
 import numpy as np
 import tensorflow as tf
 from registry import LAYERS
@@ -15,7 +16,8 @@ def perturb(model, scale=0.3, seed=0):
 
 
 def make_flow(name, dtype="float32", dim=3, context_dim=None, perturbed=True, seed=0):
-    """A built one-layer flow around the registry's layer ``name``."""
+    """A built one-layer flow around the registry's layer ``name``, the same on every call."""
+    keras.utils.set_random_seed(seed)  # initializers draw from the global seed
     layer = LAYERS[name](dtype, dim)
     flow = kflows.Flow([layer], context_dim=context_dim, dtype=dtype)
     flow.build((None, dim))
