@@ -3,6 +3,7 @@
 Usage:
     python examples/compare_flows.py [--flows nsf nsf_coupling] [--epochs 30]
         [--num-layers 5] [--hidden 64 64] [--batch-size 256] [--num-points 20000]
+        [--jit-compile auto|true|false]
 
 Any builder of the ``kflows`` namespace (``maf``, ``realnvp``, ``nsf``, ``nsf_coupling``,
 ``glow``) can be named. The time per epoch is the median over epochs after the first (which
@@ -39,13 +40,14 @@ def main():
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--num-points", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jit-compile", choices=["auto", "true", "false"], default="auto")
     args = parser.parse_args()
 
     train, test = data.split(data.two_moons(args.num_points, seed=args.seed), seed=args.seed)
     for name in args.flows:
         keras.utils.set_random_seed(args.seed)
         flow = getattr(kflows, name)(args.num_layers, hidden_units=tuple(args.hidden))
-        flow.compile()
+        flow.compile(jit_compile={"auto": "auto", "true": True, "false": False}[args.jit_compile])
         timer = _EpochTimer()
         flow.fit(
             train, epochs=args.epochs, batch_size=args.batch_size, verbose=0, callbacks=[timer]
