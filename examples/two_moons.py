@@ -33,6 +33,7 @@ def main():
 
     train, test = data.split(data.two_moons(args.num_points, seed=0), seed=0)
     for build in (kflows.maf, kflows.realnvp):
+        keras.utils.set_random_seed(0)  # initial weights, shuffling: the same run every time
         flow = build(num_layers=5, hidden_units=(64, 64))
         steps = args.epochs * -(-len(train) // args.batch_size)
         flow.compile(optimizer=keras.optimizers.Adam(CosineDecay(args.lr, steps)))
