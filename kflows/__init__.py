@@ -9,10 +9,11 @@ from kflows import (
     _backend,  # noqa: F401  (fails early on a non-TensorFlow Keras backend)
     transforms,
 )
-from kflows.bases import Base, StandardNormal
-from kflows.builders import maf, realnvp
+from kflows.bases import Base, DiagonalNormal, Fixed, GaussianMixture, StandardNormal, StudentT
+from kflows.builders import ffjord, maf, realnvp
 from kflows.flow import Flow
 from kflows.layers import (
+    FFJORD,
     AffineCoupling,
     Coupling,
     FlowLayer,
@@ -26,18 +27,24 @@ from kflows.networks import MADE, MLP
 __version__ = "0.1.0"
 
 __all__ = [
+    "FFJORD",
     "MADE",
     "MLP",
     "AffineCoupling",
     "Base",
     "Coupling",
+    "DiagonalNormal",
+    "Fixed",
     "Flow",
     "FlowLayer",
+    "GaussianMixture",
     "InverseAutoregressive",
     "MaskedAutoregressive",
     "Permute",
     "Reverse",
     "StandardNormal",
+    "StudentT",
+    "ffjord",
     "maf",
     "realnvp",
     "transforms",
