@@ -8,7 +8,8 @@ from helpers import perturb
 
 import kflows
 
-TOL = dict(rtol=1e-6, atol=1e-6)
+# Loose tolerances keep these tests quick; none of them needs a precise solve.
+TOL = dict(rtol=1e-4, atol=1e-4)
 
 
 def twin_layers(dim=3, context_dim=None, **hutchinson):
@@ -38,7 +39,7 @@ def test_hutchinson_log_det_is_unbiased(noise):
     assert abs(estimates.mean() - true) < 4 * standard_error
     # The map itself does not depend on the probes (up to the solver's step choices).
     np.testing.assert_allclose(
-        stochastic.bijector().forward(x[:1]), exact.bijector().forward(x[:1]), atol=1e-5
+        stochastic.bijector().forward(x[:1]), exact.bijector().forward(x[:1]), atol=1e-3
     )
 
 
@@ -78,16 +79,24 @@ def test_more_probes_give_a_closer_estimate():
 
 
 def test_bdf_solver_agrees_with_dormand_prince():
-    exact, _ = twin_layers()
-    bdf = kflows.FFJORD(hidden_units=(8,), solver="bdf", dtype="float64", **TOL)
-    bdf.build((None, 3))
+    # BDF is implicit (a Jacobian per step): keep this one small.
+    exact, _ = twin_layers(dim=2)
+    bdf = kflows.FFJORD(
+        hidden_units=(8,),
+        solver="bdf",
+        dtype="float64",
+        **TOL,
+    )
+    bdf.build((None, 2))
     bdf.set_weights(exact.get_weights())
-    x = tf.constant(np.random.default_rng(3).standard_normal((4, 3)))
-    np.testing.assert_allclose(bdf.bijector().forward(x), exact.bijector().forward(x), atol=1e-4)
+    x = tf.constant([[0.5, -1.0]], tf.float64)
+    moved = exact.bijector().forward(x)
+    assert np.abs(moved - x).max() > 0.05  # a comparison of two near-identities means little
+    np.testing.assert_allclose(bdf.bijector().forward(x), moved, atol=2e-3)
     np.testing.assert_allclose(
         bdf.bijector().forward_log_det_jacobian(x, event_ndims=1),
         exact.bijector().forward_log_det_jacobian(x, event_ndims=1),
-        atol=1e-4,
+        atol=2e-3,
     )
 
 
@@ -131,6 +140,6 @@ def test_fit_lowers_the_nll(trace):
     x = (rng.standard_normal((128, 2)) * 0.5 + [1.0, -1.0]).astype("float32")
     flow = kflows.ffjord(hidden_units=(16,), trace=trace, rtol=1e-3, atol=1e-3)
     flow.compile(optimizer=keras.optimizers.Adam(0.02))
-    before = flow.evaluate(x, batch_size=128, verbose=0, return_dict=True)["loss"]
+    before = -flow.log_prob(x).numpy().mean()
     flow.fit(x, epochs=4, batch_size=64, verbose=0)
-    assert flow.evaluate(x, batch_size=128, verbose=0, return_dict=True)["loss"] < before - 0.1
+    assert -flow.log_prob(x).numpy().mean() < before - 0.1
