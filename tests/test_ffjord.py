@@ -143,3 +143,23 @@ def test_fit_lowers_the_nll(trace):
     before = -flow.log_prob(x).numpy().mean()
     flow.fit(x, epochs=4, batch_size=64, verbose=0)
     assert -flow.log_prob(x).numpy().mean() < before - 0.1
+
+
+def test_builder_passes_its_arguments_to_every_block():
+    flow = kflows.ffjord(
+        num_layers=2, hidden_units=(8,), trace="hutchinson", solver="bdf", rtol=1e-3, context_dim=2
+    )
+    assert [type(layer) for layer in flow.flow_layers] == [kflows.FFJORD] * 2
+    config = flow.flow_layers[1].get_config()
+    assert config["trace"] == "hutchinson" and config["solver"] == "bdf"
+    assert config["rtol"] == 1e-3 and config["hidden_units"] == [8]
+    assert flow.context_dim == 2
+    with pytest.raises(ValueError, match="num_layers"):
+        kflows.ffjord(num_layers=0)
+
+
+def test_context_is_required_once_built_with_one():
+    layer = kflows.FFJORD(hidden_units=(8,))
+    layer.build((None, 2), (None, 1))
+    with pytest.raises(ValueError, match="context"):
+        layer.bijector()
