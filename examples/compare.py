@@ -3,7 +3,9 @@
 Every model trains for the same number of optimizer steps with the same batch size,
 learning rate and hidden widths, on two moons and on a small real tabular dataset
 (scikit-learn's wine, standardised). The table reports the test negative log-likelihood
-in nats (lower is better) and the training wall time.
+in nats (lower is better) and the training wall time. Wine has 142 training rows in
+13 dimensions: flows overfit it within a few hundred steps, so its test NLL rewards the
+models that learn slowly as much as those that learn well.
 
 Usage:
     python examples/compare.py [--steps 300] [--batch-size 128] [--hidden 64]
