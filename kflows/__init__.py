@@ -9,11 +9,12 @@ from kflows import (
     _backend,  # noqa: F401  (fails early on a non-TensorFlow Keras backend)
     transforms,
 )
-from kflows.bases import Base, StandardNormal
-from kflows.builders import glow, maf, nsf, nsf_coupling, realnvp
+from kflows.bases import Base, DiagonalNormal, Fixed, GaussianMixture, StandardNormal, StudentT
+from kflows.builders import ffjord, glow, maf, nsf, nsf_coupling, realnvp
 from kflows.export import export
 from kflows.flow import Flow
 from kflows.layers import (
+    FFJORD,
     ActNorm,
     AffineCoupling,
     BatchNorm,
@@ -34,6 +35,7 @@ from kflows.networks import MADE, MLP
 __version__ = "0.1.0"
 
 __all__ = [
+    "FFJORD",
     "MADE",
     "MLP",
     "ActNorm",
@@ -42,8 +44,11 @@ __all__ = [
     "BatchNorm",
     "Coupling",
     "Elementwise",
+    "DiagonalNormal",
+    "Fixed",
     "Flow",
     "FlowLayer",
+    "GaussianMixture",
     "InverseAutoregressive",
     "LULinear",
     "MaskedAutoregressive",
@@ -55,6 +60,8 @@ __all__ = [
     "Standardize",
     "glow",
     "export",
+    "StudentT",
+    "ffjord",
     "maf",
     "nsf",
     "nsf_coupling",

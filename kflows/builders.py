@@ -5,6 +5,7 @@ from __future__ import annotations
 from kflows.bases import Base
 from kflows.flow import Flow
 from kflows.layers import (
+    FFJORD,
     ActNorm,
     Coupling,
     LULinear,
@@ -136,7 +137,7 @@ def nsf(
             bins=bins, bound=bound, hidden_units=hidden_units, residual=residual, dtype=dtype
         )
 
-    layers = _stack(make, num_layers, permutation, seed)
+    layers = _stack(make, num_layers, permutation, seed, dtype)
     return Flow(layers, base=base, context_dim=context_dim, dtype=dtype, name=name)
 
 
@@ -173,7 +174,7 @@ def nsf_coupling(
             dtype=dtype,
         )
 
-    layers = _stack(make, num_layers, permutation, seed)
+    layers = _stack(make, num_layers, permutation, seed, dtype)
     return Flow(layers, base=base, context_dim=context_dim, dtype=dtype, name=name)
 
 
@@ -223,4 +224,67 @@ def glow(
                 transform=transform, hidden_units=hidden_units, residual=residual, dtype=dtype
             ),
         ]
+    return Flow(layers, base=base, context_dim=context_dim, dtype=dtype, name=name)
+
+
+def ffjord(
+    num_layers: int = 1,
+    hidden_units=(64, 64),
+    activation="tanh",
+    time: float = 1.0,
+    trace: str = "exact",
+    solver: str = "dormand_prince",
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    solver_options: dict | None = None,
+    num_probes: int = 1,
+    seed: int | None = None,
+    base: Base | None = None,
+    context_dim: int | None = None,
+    dtype=None,
+    name: str = "ffjord",
+) -> Flow:
+    """A continuous normalizing flow: ``num_layers`` FFJORD blocks, one ODE each.
+
+    Neither direction is fast: every ``log_prob`` and every sample solves an ODE. Use
+    ``trace="hutchinson"`` when ``D`` is large (tens of features or more).
+
+    Args:
+        num_layers: number of FFJORD blocks (each with its own dynamics network).
+        hidden_units: widths of each dynamics network.
+        activation: smooth hidden activation.
+        time: integration time of each block.
+        trace: ``"exact"`` or ``"hutchinson"``.
+        solver: ``"dormand_prince"`` or ``"bdf"``.
+        rtol: relative tolerance of the solver.
+        atol: absolute tolerance of the solver.
+        solver_options: further solver arguments, e.g. ``{"max_num_steps": 1000}``.
+        num_probes: probes of the Hutchinson estimator.
+        seed: seed of the Hutchinson probes (None: new probes at every solve).
+        base: base distribution layer (standard normal by default).
+        context_dim: context features of a conditional flow.
+        dtype: compute dtype, e.g. ``"float64"``.
+        name: model name.
+
+    Example:
+        >>> flow = kflows.ffjord(hidden_units=(64, 64), rtol=1e-5, atol=1e-5)
+    """
+    if num_layers < 1:
+        raise ValueError(f"Expected num_layers >= 1; got {num_layers}.")
+    layers = [
+        FFJORD(
+            hidden_units=hidden_units,
+            activation=activation,
+            time=time,
+            trace=trace,
+            num_probes=num_probes,
+            seed=seed,
+            solver=solver,
+            rtol=rtol,
+            atol=atol,
+            solver_options=solver_options,
+            dtype=dtype,
+        )
+        for _ in range(num_layers)
+    ]
     return Flow(layers, base=base, context_dim=context_dim, dtype=dtype, name=name)

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kflows.bases import Base, StandardNormal
+from kflows.bases import Base, Fixed, StandardNormal
 from kflows.layers.base import FlowLayer
 
 tfb = tfp.bijectors
@@ -65,7 +65,9 @@ class Flow(keras.Model):
 
     Args:
         layers: flow layers (:class:`~kflows.FlowLayer`), data side first.
-        base: base distribution layer; a standard normal by default.
+        base: base distribution layer (:mod:`kflows.bases`), or a fixed ``tfd.Distribution``
+            with event shape ``[D]`` (wrapped in :class:`~kflows.Fixed`); a standard normal
+            by default.
         context_dim: number of context features of a conditional flow p(x | context); also
             inferred from the first ``(x, context)`` the flow sees.
         **kwargs: ``name``, ``dtype`` (defaults to the first layer's) and other
@@ -86,7 +88,7 @@ class Flow(keras.Model):
     def __init__(
         self,
         layers,
-        base: Base | None = None,
+        base: Base | tfd.Distribution | None = None,
         context_dim: int | None = None,
         **kwargs,
     ):
@@ -105,8 +107,12 @@ class Flow(keras.Model):
                     f"Expected every layer to compute in the flow's dtype {self.compute_dtype}; "
                     f"{layer.name} computes in {layer.compute_dtype}."
                 )
+        if isinstance(base, tfd.Distribution):
+            base = Fixed(base, dtype=self.dtype_policy)
         if base is not None and not isinstance(base, Base):
-            raise TypeError(f"Expected a kflows base layer; got {type(base).__name__}.")
+            raise TypeError(
+                f"Expected a kflows base layer or a tfd.Distribution; got {type(base).__name__}."
+            )
         self.flow_layers = layers
         self.base = base if base is not None else StandardNormal(dtype=self.dtype_policy)
         if context_dim is not None and int(context_dim) <= 0:

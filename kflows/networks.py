@@ -165,7 +165,8 @@ class MADE(keras.layers.Layer):
         if context is not None:
             # The context enters the first hidden layer unmasked: it precedes every feature.
             h = tf.reshape(h, tf.concat([batch, [self.hidden_units[0]]], 0))
-            h = h + tf.matmul(context, self.context_kernel)
+            # tensordot, not matmul: a context [C] shared by every row has rank 1.
+            h = h + tf.tensordot(context, self.context_kernel, axes=1)
             batch = tf.shape(h)[:-1]
             h = tf.reshape(h, [-1, self.hidden_units[0]])
         n_hidden = len(self.hidden_units)

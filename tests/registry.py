@@ -19,6 +19,10 @@ def _adapted_standardize(dtype, dim):
     return layer
 
 
+def _ode_tol(dtype):
+    return 1e-8 if str(dtype) == "float64" else 1e-6
+
+
 LAYERS = {
     "maf_affine": lambda dtype, dim: kflows.MaskedAutoregressive(hidden_units=SMALL, dtype=dtype),
     "maf_residual_random": lambda dtype, dim: kflows.MaskedAutoregressive(
@@ -48,6 +52,11 @@ LAYERS = {
     "elementwise_sinh_arcsinh": lambda dtype, dim: kflows.Elementwise(
         "sinh_arcsinh", {"skewness": 0.3, "tailweight": 1.2}, dtype=dtype
     ),
+    # FFJORD's inverse and log-det are only as exact as the ODE solve, and the generic checks
+    # compare at atol 1e-6 in float64: tight tolerances there, cheaper ones in float32.
+    "ffjord": lambda dtype, dim: kflows.FFJORD(
+        hidden_units=(8,), rtol=_ode_tol(dtype), atol=_ode_tol(dtype), dtype=dtype
+    ),
 }
 
 #: Layers that are not the identity at initialisation, by design (fixed permutations).
@@ -72,3 +81,7 @@ SET_AT_INIT = {"actnorm", "standardize", "elementwise_sinh_arcsinh"}
 
 #: Layers without trainable weights (nothing for fit to learn in them).
 FIXED = {"permute_random", "reverse", "standardize", "elementwise_sinh_arcsinh"}
+
+#: Layers whose autodiff Jacobian ``pfor`` cannot vectorize (the ODE solver's adjoint
+#: gradient is a while loop over TensorLists); the Jacobian check loops over rows instead.
+NOT_VECTORIZABLE = {"ffjord"}

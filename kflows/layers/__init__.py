@@ -2,6 +2,7 @@
 
 from kflows.layers.autoregressive import InverseAutoregressive, MaskedAutoregressive
 from kflows.layers.base import FlowLayer
+from kflows.layers.continuous import FFJORD
 from kflows.layers.coupling import AffineCoupling, Coupling
 from kflows.layers.elementwise import Elementwise
 from kflows.layers.linear import LULinear
@@ -10,6 +11,7 @@ from kflows.layers.permutation import Permute, Reverse
 from kflows.layers.spline import SplineAutoregressive, SplineCoupling
 
 __all__ = [
+    "FFJORD",
     "ActNorm",
     "AffineCoupling",
     "BatchNorm",

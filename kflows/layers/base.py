@@ -7,7 +7,7 @@ import tensorflow_probability as tfp
 
 tfb = tfp.bijectors
 
-FAST_DIRECTIONS = ("density", "sampling", "both")
+FAST_DIRECTIONS = ("density", "sampling", "both", "neither")
 
 
 class FlowLayer(keras.layers.Layer):
@@ -27,7 +27,8 @@ class FlowLayer(keras.layers.Layer):
        ``tfb.Bijector`` that reads the *current* weights when it runs (pass callables or
        variables, never tensors computed once), is the identity at initialisation, and
        accepts a ``context`` whose leading dimensions broadcast against the data's.
-    4. Set ``fast_direction`` to ``"density"``, ``"sampling"`` or ``"both"``.
+    4. Set ``fast_direction`` to ``"density"``, ``"sampling"``, ``"both"`` or ``"neither"``
+       (both directions cost the same, many passes: continuous flows).
     5. Decorate with ``@keras.saving.register_keras_serializable(package="kflows")``,
        export it from ``kflows/__init__.py`` and add one entry to ``tests/registry.py``.
 
