@@ -41,6 +41,23 @@ def _split(inputs):
     return inputs, None
 
 
+def _flow_dataset(data):
+    """A dataset of ``(x, context)`` pairs as one of ``{"x", "context"}`` dicts.
+
+    Keras reads a dataset's 2-tuples as ``(x, y)``; a flow has no targets, so a pair is
+    always data and its context.
+    """
+    if isinstance(data, tf.data.Dataset):
+        spec = data.element_spec
+        if (
+            isinstance(spec, tuple)
+            and len(spec) == 2
+            and all(isinstance(s, tf.TensorSpec) for s in spec)
+        ):
+            return data.map(lambda x, context: {"x": x, "context": context})
+    return data
+
+
 def stateless_seed(seed) -> tf.Tensor:
     """An int32 ``[2]`` stateless seed from an int, a pair, a tensor, or None (random)."""
     if seed is None:
@@ -364,6 +381,9 @@ class Flow(keras.Model):
             raise ValueError(
                 "A Flow takes no targets: pass fit(x) or fit((x, context)); got y as well."
             )
+        x = _flow_dataset(x)
+        if "validation_data" in kwargs:
+            kwargs["validation_data"] = _flow_dataset(kwargs["validation_data"])
         first = self._check_data(x, "training")
         if not isinstance(x, tf.data.Dataset):
             size = kwargs.get("batch_size") or 32
@@ -378,6 +398,7 @@ class Flow(keras.Model):
         """Mean NLL in nats (``loss``) and ``bits_per_dim`` of ``x`` or ``(x, context)``."""
         if y is not None:
             raise ValueError("A Flow takes no targets: pass evaluate(x); got y as well.")
+        x = _flow_dataset(x)
         self._check_data(x, "evaluation")
         return super().evaluate(x, **kwargs)
 

@@ -61,12 +61,13 @@ def test_conditional_keras_file_round_trip(tmp_path):
 
 
 @pytest.mark.slow
-def test_fit_on_numpy_and_on_a_dataset_of_dicts():
+def test_fit_on_numpy_and_on_datasets_of_dicts_and_pairs():
     x, c = conditional_gaussian(256, seed=0)
     c3 = np.repeat(c, 3, axis=1)
     for data in (
         (x, c3),
         tf.data.Dataset.from_tensor_slices({"x": x, "context": c3}).batch(64),
+        tf.data.Dataset.from_tensor_slices((x, c3)).batch(64),  # (x, context), not (x, y)
     ):
         flow = BUILDERS["maf"]()
         flow.compile(optimizer=keras.optimizers.Adam(1e-2))
