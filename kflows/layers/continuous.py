@@ -255,7 +255,7 @@ class FFJORD(FlowLayer):
         if context is not None:
             context = tf.cast(context, self.compute_dtype)
         solver = make_solver(self.solver, self.rtol, self.atol, self.solver_options)
-        dtype = self.compute_dtype
+        dtype = tf.as_dtype(self.compute_dtype)
         return tfb.FFJORD(
             state_time_derivative_fn=lambda t, x: self.velocity(t, x, context),
             ode_solve_fn=displacement_solve(solver),
