@@ -41,6 +41,7 @@ REFERENCES = FRAMEWORKS[1:]
 #: (key, label, how to compare): "ratio" = kflows / reference, "diff" = kflows - reference.
 METRICS = [
     ("train_ms_per_step", "train ms/step (lower is better)", "ratio"),
+    ("train_cpu_ms_per_step", "train CPU ms/step, all threads (lower)", "ratio"),
     ("first_step_s", "time to first trained step, s (lower)", "ratio"),
     ("log_prob_pts_per_s", "log_prob points/s, batch 4096 (higher)", "ratio"),
     ("sample_pts_per_s", "sample points/s, batch 4096 (higher)", "ratio"),

@@ -76,15 +76,14 @@ class OnePassMAF(OnePass, tfb.MaskedAutoregressiveFlow):
         if size is None:
             raise ValueError(f"Expected a known number of features; got x of shape {x.shape}.")
 
-        def step(y, _):
-            bijector = self._bijector_fn(y, **kwargs)
-            return bijector.forward(x), bijector.forward_log_det_jacobian(x, event_ndims=1)
+        def step(y):
+            return (self._bijector_fn(y, **kwargs).forward(x),)
 
-        fldj = tf.zeros(tf.shape(x)[:-1], dtype=x.dtype)
-        y, fldj = tf.while_loop(
-            lambda *_: True, step, (tf.zeros_like(x), fldj), maximum_iterations=size
-        )
-        return y, fldj
+        # D - 1 passes in the loop, the last one outside: its bijector gives the log-det,
+        # which graph pruning drops when only samples are asked for.
+        (y,) = tf.while_loop(lambda _: True, step, (tf.zeros_like(x),), maximum_iterations=size - 1)
+        bijector = self._bijector_fn(y, **kwargs)
+        return bijector.forward(x), bijector.forward_log_det_jacobian(x, event_ndims=1)
 
     def _inverse_and_log_det(self, y, **kwargs):
         bijector = self._bijector_fn(y, **kwargs)
