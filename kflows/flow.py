@@ -282,13 +282,23 @@ class Flow(keras.Model):
 
     # ------------------------------------------------------------------ training
     def compile(self, optimizer=None, **kwargs):
-        """``compile()`` with no arguments uses Adam(1e-3) and the negative log-likelihood."""
+        """``compile()`` with no arguments uses Adam(1e-3) and the negative log-likelihood.
+
+        ``jit_compile`` defaults to ``"auto"``: XLA on GPU, off on CPU, where it measured
+        slower; pass ``jit_compile=True`` or ``False`` to choose.
+        """
         if kwargs.get("loss") is not None:
             raise ValueError(
                 "A Flow trains on its negative log-likelihood; got a loss argument "
                 f"({kwargs['loss']!r}). Override compute_loss to change it."
             )
         kwargs.pop("loss", None)
+        on_gpu = bool(tf.config.list_logical_devices("GPU"))
+        if kwargs.get("jit_compile", "auto") == "auto" and not on_gpu:
+            # On CPU, XLA runs a flow's small matmuls and elementwise ops on fewer threads
+            # than TF's graph executor: ~25% slower steps on 2 cores (benchmarks/RESULTS.md).
+            # jit_compile=True still forces it; on GPU Keras' "auto" (XLA) stays.
+            kwargs["jit_compile"] = False
         if optimizer is None:
             optimizer = keras.optimizers.Adam(learning_rate=1e-3)
         super().compile(optimizer=optimizer, **kwargs)
