@@ -208,7 +208,9 @@ def main(argv=None):
     parser.add_argument("--num-train", type=int, default=20000)
     parser.add_argument("--num-test", type=int, default=5000)
     parser.add_argument("--extra", default="{}", help="JSON merged into every spec")
-    parser.add_argument("--timeout", type=float, default=600.0, help="seconds per child")
+    parser.add_argument(
+        "--timeout", type=float, default=240.0, help="seconds per framework process"
+    )
     parser.add_argument("--json", help="write all results to this file")
     args = parser.parse_args(argv)
 
