@@ -7,6 +7,7 @@ a transform this kflows does not have (``"spline"``) are reported as not run.
 
 from __future__ import annotations
 
+import inspect
 import os
 import sys
 import tempfile
@@ -43,7 +44,13 @@ def make_flow(kflows, spec):
         if builder is None:
             continue
         if spline:
-            kwargs = {**kwargs, "transform": spline_spec()}
+            # kflows.nsf / nsf_coupling take the spline's bins and bound; maf / realnvp a
+            # transform spec.
+            params = inspect.signature(builder).parameters
+            if "bins" in params:
+                kwargs = {**kwargs, "bins": common.SPLINE_BINS, "bound": common.SPLINE_BOUND}
+            else:
+                kwargs = {**kwargs, "transform": spline_spec()}
         return builder(num_layers=spec["layers"], hidden_units=hidden, **kwargs)
     raise LookupError(f"kflows has none of the builders {BUILDERS[spec['flow']]}")
 

@@ -62,7 +62,9 @@ def interpreters(args) -> dict:
     }
 
 
-def run_child(framework: str, python: str | None, spec: dict, timeout: float) -> dict:
+def run_child(
+    framework: str, python: str | None, spec: dict, timeout: float, kflows_root: str
+) -> dict:
     """Runs one framework on one spec; a failure becomes a result saying why."""
     if framework not in ("kflows", "tfp") and not python:
         return {"framework": framework, "not_run": "no interpreter given"}
@@ -70,8 +72,8 @@ def run_child(framework: str, python: str | None, spec: dict, timeout: float) ->
         return {"framework": framework, "not_run": f"interpreter {python} not found"}
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     if framework in ("kflows", "tfp"):
-        # The kflows of this checkout, not an installed one.
-        env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
+        # The kflows of this checkout (or --kflows-root), not an installed one.
+        env["PYTHONPATH"] = os.pathsep.join([kflows_root, env.get("PYTHONPATH", "")])
     cmd = [python, str(HERE / f"bench_{framework}.py"), "--spec", json.dumps(spec)]
     t0 = time.perf_counter()
     try:
@@ -212,6 +214,9 @@ def main(argv=None):
         "--timeout", type=float, default=240.0, help="seconds per framework process"
     )
     parser.add_argument("--json", help="write all results to this file")
+    parser.add_argument(
+        "--kflows-root", default=str(HERE.parent), help="checkout whose kflows to benchmark"
+    )
     args = parser.parse_args(argv)
 
     python = interpreters(args)
@@ -231,7 +236,9 @@ def main(argv=None):
                 if framework not in args.frameworks:
                     results[framework] = {"framework": framework, "not_run": "not selected"}
                     continue
-                results[framework] = run_child(framework, python[framework], spec, args.timeout)
+                results[framework] = run_child(
+                    framework, python[framework], spec, args.timeout, args.kflows_root
+                )
                 status = results[framework].get("not_run", "ok")
                 print(f"# {config_name(spec)} {framework}: {status}", file=sys.stderr, flush=True)
             rows.append((spec, results))
