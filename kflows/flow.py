@@ -305,13 +305,23 @@ class Flow(keras.Model):
 
     # ------------------------------------------------------------------ training
     def compile(self, optimizer=None, **kwargs):
-        """``compile()`` with no arguments uses Adam(1e-3) and the negative log-likelihood."""
+        """``compile()`` with no arguments uses Adam(1e-3) and the negative log-likelihood.
+
+        ``jit_compile`` defaults to ``"auto"``: XLA on GPU, off on CPU, where it measured
+        slower; pass ``jit_compile=True`` or ``False`` to choose.
+        """
         if kwargs.get("loss") is not None:
             raise ValueError(
                 "A Flow trains on its negative log-likelihood; got a loss argument "
                 f"({kwargs['loss']!r}). Override compute_loss to change it."
             )
         kwargs.pop("loss", None)
+        on_gpu = bool(tf.config.list_logical_devices("GPU"))
+        if kwargs.get("jit_compile", "auto") == "auto" and not on_gpu:
+            # On CPU, XLA runs a flow's small matmuls and elementwise ops on fewer threads
+            # than TF's graph executor: ~25% slower steps on 2 cores (benchmarks/RESULTS.md).
+            # jit_compile=True still forces it; on GPU Keras' "auto" (XLA) stays.
+            kwargs["jit_compile"] = False
         if optimizer is None:
             optimizer = keras.optimizers.Adam(learning_rate=1e-3)
         super().compile(optimizer=optimizer, **kwargs)
@@ -392,6 +402,10 @@ class Flow(keras.Model):
             self.initialize(*_split(first))
         elif not self.built:
             self._prepare(*_split(first))
+        if getattr(self, "optimizer", None) is not None and not self.optimizer.built:
+            # Slots created inside the first traced step make tf.function trace the whole
+            # step twice; creating them now halves the time to the first step.
+            self.optimizer.build(self.trainable_variables)
         return super().fit(x, **kwargs)
 
     def evaluate(self, x=None, y=None, **kwargs):

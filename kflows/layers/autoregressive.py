@@ -13,6 +13,7 @@ import tensorflow_probability as tfp
 
 from kflows import transforms
 from kflows.layers.base import FlowLayer
+from kflows.layers.one_pass import OnePassMAF
 from kflows.networks import MADE, draw_seed
 
 tfb = tfp.bijectors
@@ -73,7 +74,7 @@ class MaskedAutoregressive(FlowLayer):
         def bijector_fn(x, **_):
             return self.transform.bijector(self.made(x, context))
 
-        return tfb.MaskedAutoregressiveFlow(bijector_fn=bijector_fn, name="maf")
+        return OnePassMAF(bijector_fn=bijector_fn, name="maf")
 
     def bijector(self, context=None, training=False):
         return self._maf(context)

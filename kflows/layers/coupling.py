@@ -12,6 +12,7 @@ import tensorflow_probability as tfp
 
 from kflows import transforms
 from kflows.layers.base import FlowLayer, check_event_dim
+from kflows.layers.one_pass import OnePassRealNVP
 from kflows.networks import MLP
 
 tfb = tfp.bijectors
@@ -96,7 +97,7 @@ class Coupling(FlowLayer):
         def bijector_fn(x_kept, output_units, **_):
             return self.transform.bijector(self.conditioner(x_kept, context))
 
-        coupling = tfb.RealNVP(num_masked=self._num_kept, bijector_fn=bijector_fn)
+        coupling = OnePassRealNVP(num_masked=self._num_kept, bijector_fn=bijector_fn)
         if not self._needs_perm:
             return coupling
         perm = self._perm.astype(np.int32)
