@@ -12,9 +12,8 @@ from kflows.layers import (
     MaskedAutoregressive,
     Permute,
     Reverse,
-    SplineAutoregressive,
-    SplineCoupling,
 )
+from kflows.transforms import RationalQuadraticSpline
 
 
 def _permutation(kind: str, seed: int | None, index: int, dtype):
@@ -115,15 +114,10 @@ def nsf(
     hidden_units=(128, 128),
     bins: int = 8,
     bound: float = 3.0,
-    residual: bool = False,
-    permutation: str = "reverse",
-    base: Base | None = None,
-    context_dim: int | None = None,
-    seed: int | None = 0,
-    dtype=None,
     name: str = "nsf",
+    **kwargs,
 ) -> Flow:
-    """An autoregressive neural spline flow: ``num_layers`` spline MAF layers.
+    """An autoregressive neural spline flow: :func:`maf` with a rational-quadratic spline.
 
     Fast direction: density. Arguments as in :func:`maf`, plus the spline's ``bins`` and
     ``bound`` (the spline acts on ``[-bound, bound]`` and is the identity outside).
@@ -131,14 +125,8 @@ def nsf(
     Example:
         >>> flow = kflows.nsf(num_layers=5, hidden_units=(64, 64), bins=8)
     """
-
-    def make(_):
-        return SplineAutoregressive(
-            bins=bins, bound=bound, hidden_units=hidden_units, residual=residual, dtype=dtype
-        )
-
-    layers = _stack(make, num_layers, permutation, seed, dtype)
-    return Flow(layers, base=base, context_dim=context_dim, dtype=dtype, name=name)
+    spline = RationalQuadraticSpline(bins=bins, bound=bound)
+    return maf(num_layers, hidden_units, transform=spline, name=name, **kwargs)
 
 
 def nsf_coupling(
@@ -146,16 +134,10 @@ def nsf_coupling(
     hidden_units=(128, 128),
     bins: int = 8,
     bound: float = 3.0,
-    mask: str = "half",
-    residual: bool = False,
-    permutation: str = "reverse",
-    base: Base | None = None,
-    context_dim: int | None = None,
-    seed: int | None = 0,
-    dtype=None,
     name: str = "nsf_coupling",
+    **kwargs,
 ) -> Flow:
-    """A coupling neural spline flow: ``num_layers`` spline coupling layers.
+    """A coupling neural spline flow: :func:`realnvp` with a rational-quadratic spline.
 
     Fast direction: both. Arguments as in :func:`realnvp`, plus the spline's ``bins`` and
     ``bound``.
@@ -163,19 +145,8 @@ def nsf_coupling(
     Example:
         >>> flow = kflows.nsf_coupling(num_layers=5, hidden_units=(64, 64), bins=8)
     """
-
-    def make(_):
-        return SplineCoupling(
-            bins=bins,
-            bound=bound,
-            mask=mask,
-            hidden_units=hidden_units,
-            residual=residual,
-            dtype=dtype,
-        )
-
-    layers = _stack(make, num_layers, permutation, seed, dtype)
-    return Flow(layers, base=base, context_dim=context_dim, dtype=dtype, name=name)
+    spline = RationalQuadraticSpline(bins=bins, bound=bound)
+    return realnvp(num_layers, hidden_units, transform=spline, name=name, **kwargs)
 
 
 def glow(
