@@ -7,6 +7,8 @@ whose density is a ``tfd.TransformedDistribution``.
 
 from kflows import (
     _backend,  # noqa: F401  (fails early on a non-TensorFlow Keras backend)
+    bijectors,
+    inputs,
     transforms,
 )
 from kflows.bases import Base, DiagonalNormal, Fixed, GaussianMixture, StandardNormal, StudentT
@@ -31,6 +33,7 @@ from kflows.layers import (
     Standardize,
 )
 from kflows.networks import MADE, MLP
+from kflows.saving import load
 
 __version__ = "0.1.0"
 
@@ -46,6 +49,9 @@ __all__ = [
     "Elementwise",
     "DiagonalNormal",
     "Fixed",
+    "bijectors",
+    "inputs",
+    "load",
     "Flow",
     "FlowLayer",
     "GaussianMixture",

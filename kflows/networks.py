@@ -13,6 +13,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from kflows._tracking import track_items
+
 
 def _units(hidden_units) -> tuple[int, ...]:
     units = (hidden_units,) if isinstance(hidden_units, int) else tuple(hidden_units)
@@ -143,6 +145,8 @@ class MADE(keras.layers.Layer):
                 self.add_weight((n_in, n_out), initializer=init, name=f"kernel_{i}")
             )
             self.biases.append(self.add_weight((n_out,), initializer="zeros", name=f"bias_{i}"))
+        track_items(self, "kernel", self.kernels)
+        track_items(self, "bias", self.biases)
         self.context_kernel = None
         if context_shape is not None:
             self.context_kernel = self.add_weight(
@@ -228,6 +232,7 @@ class MLP(keras.layers.Layer):
             layer.build((None, n_in))
             self.hidden.append(layer)
             n_in = units
+        track_items(self, "hidden", self.hidden)
         self.out = keras.layers.Dense(
             self.out_features * self.num_params,
             kernel_initializer="zeros",

@@ -85,3 +85,7 @@ FIXED = {"permute_random", "reverse", "standardize", "elementwise_sinh_arcsinh"}
 #: Layers whose autodiff Jacobian ``pfor`` cannot vectorize (the ODE solver's adjoint
 #: gradient is a while loop over TensorLists); the Jacobian check loops over rows instead.
 NOT_VECTORIZABLE = {"ffjord"}
+
+#: Layers whose bijector does not pickle: FFJORD's solver and trace functions are closures,
+#: as are the ones TFP's own FFJORD examples pass in.
+NOT_PICKLABLE = {"ffjord"}

@@ -8,6 +8,8 @@ References:
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import tensorflow_probability as tfp
 
@@ -17,6 +19,11 @@ from kflows.layers.one_pass import OnePassMAF
 from kflows.networks import MADE, draw_seed
 
 tfb = tfp.bijectors
+
+
+def _conditioned_transform(layer, context, x, **_):
+    """The element-wise transform at ``x``, its parameters from the layer's MADE."""
+    return layer.transform.bijector(layer.made(x, context))
 
 
 @keras.saving.register_keras_serializable(package="kflows")
@@ -71,12 +78,11 @@ class MaskedAutoregressive(FlowLayer):
         self.made.build(x_shape, context_shape)
 
     def _maf(self, context):
-        def bijector_fn(x, **_):
-            return self.transform.bijector(self.made(x, context))
+        # A partial of a module-level function, not a closure, so the bijector pickles.
+        bijector_fn = functools.partial(_conditioned_transform, self, context)
+        return OnePassMAF(bijector_fn=bijector_fn, variables=self.variables, name="maf")
 
-        return OnePassMAF(bijector_fn=bijector_fn, name="maf")
-
-    def bijector(self, context=None, training=False):
+    def make_bijector(self, context=None, training=False):
         return self._maf(context)
 
     def get_config(self):
@@ -102,5 +108,5 @@ class InverseAutoregressive(MaskedAutoregressive):
 
     fast_direction = "sampling"
 
-    def bijector(self, context=None, training=False):
+    def make_bijector(self, context=None, training=False):
         return tfb.Invert(self._maf(context))

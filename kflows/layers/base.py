@@ -23,7 +23,7 @@ class FlowLayer(keras.layers.Layer):
        returned by ``get_config`` as ``{**super().get_config(), ...}``).
     2. Create weights (and sublayers, passing ``dtype=self.dtype_policy``) in
        ``build(x_shape, context_shape=None)``; the event size is ``x_shape[-1]``.
-    3. Implement ``bijector(context=None, training=False)`` returning a fresh
+    3. Implement ``make_bijector(context=None, training=False)`` returning a fresh
        ``tfb.Bijector`` that reads the *current* weights when it runs (pass callables or
        variables, never tensors computed once), is the identity at initialisation, and
        accepts a ``context`` whose leading dimensions broadcast against the data's.
@@ -38,6 +38,8 @@ class FlowLayer(keras.layers.Layer):
     """
 
     fast_direction: str = "both"
+    #: False for layers whose bijector does not depend on the number of features.
+    requires_build: bool = True
     #: True for layers whose bijector reads ``training`` (so the flow passes it on).
     updates_in_training: bool = False
 
@@ -53,7 +55,20 @@ class FlowLayer(keras.layers.Layer):
         self._event_dim = int(x_shape[-1])
 
     def bijector(self, context=None, training=False) -> tfb.Bijector:
-        raise NotImplementedError(f"{type(self).__name__} must implement bijector().")
+        """A fresh bijector reading the layer's current weights (forward: base to data side).
+
+        Its ``trainable_variables`` are the layer's weights, as ``tf.Variable``s.
+        """
+        if self.requires_build and not self.built:
+            raise ValueError(
+                f"{self.name} is not built, so it has no weights yet: use it in a kflows.Flow "
+                f"that has seen data (or flow.build((None, D))), or call "
+                f"{self.name}.build((None, D)) with the number of features D."
+            )
+        return self.make_bijector(context, training=training)
+
+    def make_bijector(self, context=None, training=False) -> tfb.Bijector:
+        raise NotImplementedError(f"{type(self).__name__} must implement make_bijector().")
 
     def call(self, x, context=None, training=False):
         """Maps data-side ``x`` to the base side (the bijector's inverse)."""

@@ -19,6 +19,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from kflows.bijectors.variables import LayerVariables
 from kflows.layers.base import FlowLayer
 from kflows.networks import MLP
 
@@ -145,6 +146,10 @@ def hutchinson_trace(num_probes: int, noise: str, seed: int | None):
     return augmentation
 
 
+class _FFJORD(LayerVariables, tfb.FFJORD):
+    """``tfb.FFJORD`` that lists the dynamics network's variables."""
+
+
 @keras.saving.register_keras_serializable(package="kflows")
 class FFJORD(FlowLayer):
     """A continuous normalizing flow (FFJORD) whose dynamics are a Keras 3 MLP.
@@ -247,7 +252,7 @@ class FFJORD(FlowLayer):
             return exact_trace(self.event_dim)
         return hutchinson_trace(self.num_probes, self.noise, self.seed)
 
-    def bijector(self, context=None, training=False):
+    def make_bijector(self, context=None, training=False):
         if self._has_context and context is None:
             raise ValueError("This FFJORD layer was built with a context; got context=None.")
         # A context-free layer ignores a context, as every kflows layer may.
@@ -256,7 +261,8 @@ class FFJORD(FlowLayer):
             context = tf.cast(context, self.compute_dtype)
         solver = make_solver(self.solver, self.rtol, self.atol, self.solver_options)
         dtype = tf.as_dtype(self.compute_dtype)
-        return tfb.FFJORD(
+        return _FFJORD(
+            variables=self.variables,
             state_time_derivative_fn=lambda t, x: self.velocity(t, x, context),
             ode_solve_fn=displacement_solve(solver),
             trace_augmentation_fn=self._trace_fn(),

@@ -6,6 +6,8 @@ Reference:
 
 from __future__ import annotations
 
+import functools
+
 import keras
 import numpy as np
 import tensorflow_probability as tfp
@@ -36,6 +38,11 @@ def resolve_mask(mask, dim: int) -> np.ndarray:
             f"Expected a mask that keeps some features and transforms others; got {out.tolist()}."
         )
     return out
+
+
+def _conditioned_transform(layer, context, x_kept, output_units, **_):
+    """The transform of the other features, its parameters from the kept ones."""
+    return layer.transform.bijector(layer.conditioner(x_kept, context))
 
 
 @keras.saving.register_keras_serializable(package="kflows")
@@ -93,11 +100,12 @@ class Coupling(FlowLayer):
         )
         self.conditioner.build((None, self._num_kept), context_shape)
 
-    def bijector(self, context=None, training=False):
-        def bijector_fn(x_kept, output_units, **_):
-            return self.transform.bijector(self.conditioner(x_kept, context))
-
-        coupling = OnePassRealNVP(num_masked=self._num_kept, bijector_fn=bijector_fn)
+    def make_bijector(self, context=None, training=False):
+        # A partial of a module-level function, not a closure, so the bijector pickles.
+        bijector_fn = functools.partial(_conditioned_transform, self, context)
+        coupling = OnePassRealNVP(
+            num_masked=self._num_kept, bijector_fn=bijector_fn, variables=self.variables
+        )
         if not self._needs_perm:
             return coupling
         perm = self._perm.astype(np.int32)

@@ -142,6 +142,7 @@ class Elementwise(FlowLayer):
     """
 
     fast_direction = "both"
+    requires_build = False
 
     def __init__(self, bijector: str = "shift", params: dict | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -165,7 +166,7 @@ class Elementwise(FlowLayer):
         self.bijector_name = bijector
         self.params = params
 
-    def bijector(self, context=None, training=False):
+    def make_bijector(self, context=None, training=False):
         spec = _BIJECTORS[self.bijector_name]
         dtype = self.compute_dtype
         bijector = spec.make(**{k: tf.constant(v, dtype) for k, v in self.params.items()})

@@ -69,7 +69,7 @@ class LULinear(FlowLayer):
             perm = np.random.RandomState(self.seed).permutation(dim)
         self._perm = perm.astype(np.int32)
 
-    def bijector(self, context=None, training=False):
+    def make_bijector(self, context=None, training=False):
         # A DeferredTensor re-reads the variable each time the bijector runs.
         lower_upper = tfp.util.DeferredTensor(self.lower_upper.value, _lower_upper)
         return tfb.ScaleMatvecLU(lower_upper, self._perm, name="lu_linear")

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from kflows import inputs
 from kflows.layers.base import FlowLayer
 
 tfb = tfp.bijectors
@@ -92,7 +93,7 @@ class ActNorm(FlowLayer):
         self.log_scale.assign(tf.math.log(std))
         self.initialized.assign(True)
 
-    def bijector(self, context=None, training=False):
+    def make_bijector(self, context=None, training=False):
         # The variables themselves (not their values) keep the bijector live.
         return tfb.Shift(self.shift.value)(tfb.Scale(log_scale=self.log_scale.value))
 
@@ -112,6 +113,8 @@ class _BatchNormBijector(tfb.Bijector):
         parameters = dict(locals())
         self._layer = layer
         self._training = bool(training)
+        # The statistics and weights are read through the layer: list them for tf.Module.
+        self._layer_variables = tuple(v.value for v in layer.variables)
         super().__init__(
             forward_min_event_ndims=1,
             parameters=parameters,
@@ -232,7 +235,7 @@ class BatchNorm(FlowLayer):
             self.log_gamma = self.add_weight(shape=(dim,), initializer="zeros", name="log_gamma")
             self.beta = self.add_weight(shape=(dim,), initializer="zeros", name="beta")
 
-    def bijector(self, context=None, training=False):
+    def make_bijector(self, context=None, training=False):
         return _BatchNormBijector(self, training)
 
     def get_config(self):
@@ -294,28 +297,16 @@ class Standardize(FlowLayer):
         """Computes the per-feature mean and standard deviation of ``data``.
 
         Args:
-            data: an array ``[N, D]``, or a ``tf.data.Dataset`` of such batches (or of
-                ``(x, context)`` pairs, whose ``x`` is used).
+            data: ``x`` ``[N, D]``, ``(x, context)``, a dict, or a ``tf.data.Dataset`` of
+                such batches (the forms of :mod:`kflows.inputs`; only ``x`` is used).
         """
         batches = data if isinstance(data, tf.data.Dataset) else [data]
         count, offset, total, total_sq = 0, None, 0.0, 0.0
         for batch in batches:
-            if isinstance(batch, (tuple, list)):
-                batch = batch[0]
-            elif isinstance(batch, dict):
-                batch = batch["x"]
-            x = np.asarray(batch, dtype=np.float64)
-            if x.ndim < 2 or x.shape[0] == 0:
-                raise ValueError(f"Expected data of shape [N, D] to adapt; got {x.shape}.")
-            x = x.reshape(-1, x.shape[-1])
+            x = inputs.split(batch, inputs.BATCH_KEYS)[0]
+            x = inputs.check_array(x, "data to adapt Standardize", self.event_dim, np.float64)
             if not self.built:
                 self.build((None, x.shape[-1]))
-            if x.shape[-1] != self.event_dim:
-                raise ValueError(
-                    f"{self.name} was built for {self.event_dim} features; got {x.shape}."
-                )
-            if not np.all(np.isfinite(x)):
-                raise ValueError("Expected finite data to adapt Standardize; got NaN or inf.")
             # Sums of deviations from the first batch's mean keep the variance accurate.
             offset = x.mean(0) if offset is None else offset
             x = x - offset
@@ -340,7 +331,7 @@ class Standardize(FlowLayer):
         )
         self.adapt(x)
 
-    def bijector(self, context=None, training=False):
+    def make_bijector(self, context=None, training=False):
         if tf.executing_eagerly() and self.built and not self.is_adapted:
             raise ValueError(
                 f"{self.name} is not adapted: call {self.name}.adapt(x_train) (or fit the "

@@ -15,6 +15,8 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import cache_util
 
+from kflows.bijectors.variables import LayerVariables
+
 tfb = tfp.bijectors
 
 
@@ -64,7 +66,7 @@ class OnePass:
         return attrs["ildj"]
 
 
-class OnePassMAF(OnePass, tfb.MaskedAutoregressiveFlow):
+class OnePassMAF(LayerVariables, OnePass, tfb.MaskedAutoregressiveFlow):
     """``tfb.MaskedAutoregressiveFlow`` with one conditioner pass for density and log-det.
 
     Sampling is the D-pass recursion; its last pass sees every feature it needs, so the
@@ -90,7 +92,7 @@ class OnePassMAF(OnePass, tfb.MaskedAutoregressiveFlow):
         return bijector.inverse(y), bijector.inverse_log_det_jacobian(y, event_ndims=1)
 
 
-class OnePassRealNVP(OnePass, tfb.RealNVP):
+class OnePassRealNVP(LayerVariables, OnePass, tfb.RealNVP):
     """``tfb.RealNVP`` (with ``num_masked`` > 0) with one conditioner pass per direction."""
 
     def _halves(self, z):

@@ -41,7 +41,7 @@ class Permute(FlowLayer):
         order = {"reverse": "right-to-left"}.get(self.permutation, self.permutation)
         self._perm = resolve_order(order, self.event_dim, self.seed).astype(np.int32)
 
-    def bijector(self, context=None, training=False):
+    def make_bijector(self, context=None, training=False):
         return tfb.Permute(self._perm)
 
     def get_config(self):
