@@ -1,6 +1,15 @@
-"""Ready-made flows for the common recipes."""
+"""Ready-made flows for the common recipes.
+
+Every builder takes the same core keywords: ``num_layers``, ``hidden_units``, ``base``,
+``context_dim``, ``event_dim``, ``dtype`` and ``name`` (plus ``transform`` where the layers
+have one). Counts are validated: ``num_layers``, ``event_dim`` and ``context_dim`` must be
+integers >= 1 (``2.5``, ``True`` or ``"3"`` are refused, never rounded). With ``event_dim``
+the flow comes back built, its weights created.
+"""
 
 from __future__ import annotations
+
+import numbers
 
 from kflows.bases import Base
 from kflows.flow import Flow
@@ -16,6 +25,31 @@ from kflows.layers import (
 from kflows.transforms import RationalQuadraticSpline
 
 
+def _count(value, name: str, allow_none: bool = False) -> int | None:
+    """``value`` as an int >= 1 (or None when allowed); bools, floats and strings are refused."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        expected = "an integer >= 1" + (" or None" if allow_none else "")
+        raise TypeError(
+            f"Expected {name} to be {expected}; got {value!r} ({type(value).__name__})."
+        )
+    if value < 1:
+        raise ValueError(f"Expected {name} >= 1; got {value}.")
+    return int(value)
+
+
+def _flow(layers, event_dim, context_dim, **kwargs) -> Flow:
+    """The :class:`Flow` of ``layers``, built for ``event_dim`` features when it is given."""
+    event_dim = _count(event_dim, "event_dim", allow_none=True)
+    context_dim = _count(context_dim, "context_dim", allow_none=True)
+    flow = Flow(layers, context_dim=context_dim, **kwargs)
+    if event_dim is not None:
+        x_shape = (None, event_dim)
+        flow.build(x_shape if context_dim is None else (x_shape, (None, context_dim)))
+    return flow
+
+
 def _permutation(kind: str, seed: int | None, index: int, dtype):
     if kind == "reverse":
         return Reverse(dtype=dtype)
@@ -25,10 +59,8 @@ def _permutation(kind: str, seed: int | None, index: int, dtype):
 
 
 def _stack(make_layer, num_layers: int, permutation: str, seed: int | None, dtype=None):
-    if num_layers < 1:
-        raise ValueError(f"Expected num_layers >= 1; got {num_layers}.")
     layers = []
-    for i in range(num_layers):
+    for i in range(_count(num_layers, "num_layers")):
         if i:
             layers.append(_permutation(permutation, seed, i, dtype))
         layers.append(make_layer(i))
@@ -43,6 +75,7 @@ def maf(
     permutation: str = "reverse",
     base: Base | None = None,
     context_dim: int | None = None,
+    event_dim: int | None = None,
     seed: int | None = 0,
     dtype=None,
     name: str = "maf",
@@ -57,6 +90,8 @@ def maf(
         permutation: ``"reverse"`` or ``"random"`` (seeded) between layers.
         base: base distribution layer (standard normal by default).
         context_dim: context features of a conditional flow.
+        event_dim: number of features D; when given, the flow is returned built (its
+            weights exist), otherwise it builds on the first data it sees.
         seed: seed of random permutations.
         dtype: compute dtype, e.g. ``"float64"``.
         name: model name.
@@ -71,7 +106,7 @@ def maf(
         )
 
     layers = _stack(make, num_layers, permutation, seed, dtype)
-    return Flow(layers, base=base, context_dim=context_dim, dtype=dtype, name=name)
+    return _flow(layers, event_dim, context_dim, base=base, dtype=dtype, name=name)
 
 
 def realnvp(
@@ -83,6 +118,7 @@ def realnvp(
     permutation: str = "reverse",
     base: Base | None = None,
     context_dim: int | None = None,
+    event_dim: int | None = None,
     seed: int | None = 0,
     dtype=None,
     name: str = "realnvp",
@@ -106,7 +142,7 @@ def realnvp(
         )
 
     layers = _stack(make, num_layers, permutation, seed, dtype)
-    return Flow(layers, base=base, context_dim=context_dim, dtype=dtype, name=name)
+    return _flow(layers, event_dim, context_dim, base=base, dtype=dtype, name=name)
 
 
 def nsf(
@@ -150,16 +186,17 @@ def nsf_coupling(
 
 
 def glow(
-    num_steps: int = 5,
+    num_layers: int = 5,
     hidden_units=(128, 128),
     transform="affine",
     residual: bool = False,
     base: Base | None = None,
     context_dim: int | None = None,
+    event_dim: int | None = None,
     dtype=None,
     name: str = "glow",
 ) -> Flow:
-    """A Glow-style flow for tabular data: ``num_steps`` steps of ActNorm, LULinear, coupling.
+    """A Glow-style flow for tabular data: ``num_layers`` steps of ActNorm, LULinear, coupling.
 
     Each step (data side first) normalises with :class:`~kflows.ActNorm` (initialised on
     the first training batch), mixes the features with a learned :class:`~kflows.LULinear`
@@ -167,27 +204,27 @@ def glow(
     direction: both.
 
     Args:
-        num_steps: number of steps.
+        num_layers: number of steps (ActNorm, LULinear, coupling).
         hidden_units: conditioner hidden widths.
         transform: the couplings' transform, ``"affine"`` (Glow) or ``"spline"``.
         residual: residual conditioners.
         base: base distribution layer (standard normal by default).
         context_dim: context features of a conditional flow.
+        event_dim: number of features D; when given, the flow is returned built (its
+            weights exist), otherwise it builds on the first data it sees.
         dtype: compute dtype, e.g. ``"float64"``.
         name: model name.
 
     Example:
-        >>> flow = kflows.glow(num_steps=4, hidden_units=(64, 64))
+        >>> flow = kflows.glow(num_layers=4, hidden_units=(64, 64))
         >>> flow.compile(); flow.fit(x, epochs=10, batch_size=256)
 
     References:
         Kingma, Dhariwal. Glow: Generative Flow with Invertible 1x1 Convolutions.
         NeurIPS 2018.
     """
-    if num_steps < 1:
-        raise ValueError(f"Expected num_steps >= 1; got {num_steps}.")
     layers = []
-    for _ in range(num_steps):
+    for _ in range(_count(num_layers, "num_layers")):
         layers += [
             ActNorm(dtype=dtype),
             LULinear(dtype=dtype),
@@ -195,7 +232,7 @@ def glow(
                 transform=transform, hidden_units=hidden_units, residual=residual, dtype=dtype
             ),
         ]
-    return Flow(layers, base=base, context_dim=context_dim, dtype=dtype, name=name)
+    return _flow(layers, event_dim, context_dim, base=base, dtype=dtype, name=name)
 
 
 def ffjord(
@@ -212,6 +249,7 @@ def ffjord(
     seed: int | None = None,
     base: Base | None = None,
     context_dim: int | None = None,
+    event_dim: int | None = None,
     dtype=None,
     name: str = "ffjord",
 ) -> Flow:
@@ -234,14 +272,14 @@ def ffjord(
         seed: seed of the Hutchinson probes (None: new probes at every solve).
         base: base distribution layer (standard normal by default).
         context_dim: context features of a conditional flow.
+        event_dim: number of features D; when given, the flow is returned built (its
+            weights exist), otherwise it builds on the first data it sees.
         dtype: compute dtype, e.g. ``"float64"``.
         name: model name.
 
     Example:
         >>> flow = kflows.ffjord(hidden_units=(64, 64), rtol=1e-5, atol=1e-5)
     """
-    if num_layers < 1:
-        raise ValueError(f"Expected num_layers >= 1; got {num_layers}.")
     layers = [
         FFJORD(
             hidden_units=hidden_units,
@@ -256,6 +294,6 @@ def ffjord(
             solver_options=solver_options,
             dtype=dtype,
         )
-        for _ in range(num_layers)
+        for _ in range(_count(num_layers, "num_layers"))
     ]
-    return Flow(layers, base=base, context_dim=context_dim, dtype=dtype, name=name)
+    return _flow(layers, event_dim, context_dim, base=base, dtype=dtype, name=name)

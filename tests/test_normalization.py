@@ -63,7 +63,7 @@ def test_actnorm_initialises_on_its_own_input_inside_a_flow():
 @pytest.mark.slow
 def test_fit_initialises_actnorm_on_the_first_batch():
     x = _data(dtype="float32")
-    flow = kflows.glow(num_steps=1, hidden_units=(8,))
+    flow = kflows.glow(num_layers=1, hidden_units=(8,))
     flow.compile()
     flow.fit(x, epochs=1, batch_size=128, verbose=0)
     actnorm = flow.flow_layers[0]
