@@ -19,6 +19,8 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from kflows.bijectors.spline import IdentityTails
+
 tfb = tfp.bijectors
 
 _TRANSFORMS: dict[str, type] = {}
@@ -95,6 +97,31 @@ class Affine(Transform):
         return {"log_scale_bound": self.log_scale_bound}
 
 
+@_register("additive")
+class Additive(Transform):
+    """``y = x + shift``: a volume-preserving transform (log-det zero), as in NICE.
+
+    With a coupling structure this is NICE's additive coupling; its Jacobian determinant is
+    one whatever the conditioner outputs, so the flow's volume changes come from other
+    layers (a learned base scale, ``ActNorm``).
+
+    Example:
+        >>> layer = kflows.Coupling(transform="additive")
+        >>> flow = kflows.Flow([layer], event_dim=2)
+        >>> float(flow.bijector().forward_log_det_jacobian([[1.0, 2.0]], event_ndims=1)[0])
+        0.0
+
+    References:
+        Dinh, Krueger, Bengio. NICE: Non-linear Independent Components Estimation. ICLR
+        2015 workshop.
+    """
+
+    num_params = 1
+
+    def bijector(self, params):
+        return tfb.Shift(params[..., 0])
+
+
 @_register("spline")
 class RationalQuadraticSpline(Transform):
     """Monotonic rational-quadratic spline on ``[-bound, bound]``, identity outside.
@@ -117,6 +144,8 @@ class RationalQuadraticSpline(Transform):
 
     Example:
         >>> layer = kflows.Coupling(transform={"name": "spline", "bins": 8, "bound": 4.0})
+        >>> layer.transform.num_params  # 8 widths, 8 heights, 7 interior slopes
+        23
 
     References:
         Durkan, Bekasov, Murray, Papamakarios. Neural Spline Flows. NeurIPS 2019.
@@ -163,7 +192,7 @@ class RationalQuadraticSpline(Transform):
         raw_slopes = params[..., 2 * self.bins :]
         slopes = self.min_slope + tf.math.softplus(raw_slopes + self._slope_offset)
         spline = tfb.RationalQuadraticSpline(widths, heights, slopes, range_min=-self.bound)
-        return _IdentityTails(spline, self.bound)
+        return IdentityTails(spline, self.bound)
 
     def get_config(self):
         return {
@@ -173,53 +202,6 @@ class RationalQuadraticSpline(Transform):
             "min_bin_height": self.min_bin_height,
             "min_slope": self.min_slope,
         }
-
-
-class _IdentityTails(tfb.Bijector):
-    """Runs ``spline`` inside ``(-bound, bound)`` and the identity outside.
-
-    ``tfb.RationalQuadraticSpline`` is already the identity outside its range, but it still
-    evaluates its rational function there and discards it with ``tf.where``; for huge inputs
-    (``|x| ~ 1e20`` in float32) that unused branch overflows and its zero-weighted gradient
-    becomes ``0 * inf = NaN``. Feeding the spline zeros outside the range avoids that.
-    """
-
-    def __init__(self, spline: tfb.Bijector, bound: float, name: str = "spline"):
-        parameters = dict(locals())
-        self._spline = spline
-        self._bound = bound
-        super().__init__(
-            forward_min_event_ndims=0, parameters=parameters, name=name, dtype=spline.dtype
-        )
-
-    @classmethod
-    def _is_increasing(cls):
-        return True
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
-
-    def _apply(self, fn, x, outside_value):
-        inside = tf.abs(x) < self._bound
-        value = fn(tf.where(inside, x, tf.zeros_like(x)), event_ndims=0)
-        # The spline broadcasts through dynamic shapes, losing the static event size in
-        # graph mode; structures (RealNVP) slice by it, so restore it.
-        batch_shape = self._spline.bin_widths.shape[:-1]
-        value.set_shape(tf.broadcast_static_shape(x.shape, batch_shape))
-        return tf.where(inside, value, outside_value)
-
-    def _forward(self, x):
-        return self._apply(lambda v, event_ndims: self._spline.forward(v), x, x)
-
-    def _inverse(self, y):
-        return self._apply(lambda v, event_ndims: self._spline.inverse(v), y, y)
-
-    def _forward_log_det_jacobian(self, x):
-        return self._apply(self._spline.forward_log_det_jacobian, x, tf.zeros_like(x))
-
-    def _inverse_log_det_jacobian(self, y):
-        return self._apply(self._spline.inverse_log_det_jacobian, y, tf.zeros_like(y))
 
 
 def get(spec) -> Transform:

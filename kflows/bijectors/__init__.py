@@ -1,6 +1,26 @@
-"""The maths: ``tfb.Bijector`` subclasses and density rules, one family per file."""
+"""The maths: ``tfb.Bijector`` subclasses and density rules, one family per file.
 
+Written against TFP's public API only; :mod:`kflows._compat` checks the TFP release.
+"""
+
+from kflows import _compat  # noqa: F401  (checks the TFP version at import)
+from kflows.bijectors.autoregressive import Autoregressive
+from kflows.bijectors.batch_norm import BatchNormBijector
+from kflows.bijectors.coupling import Coupling
 from kflows.bijectors.guard import RowGuard, overflow_as_zero_density
+from kflows.bijectors.one_pass import OnePassBijector
+from kflows.bijectors.spline import IdentityTails
+from kflows.bijectors.support import ZeroDensityOutside
 from kflows.bijectors.variables import LayerVariables
 
-__all__ = ["LayerVariables", "RowGuard", "overflow_as_zero_density"]
+__all__ = [
+    "Autoregressive",
+    "BatchNormBijector",
+    "Coupling",
+    "IdentityTails",
+    "LayerVariables",
+    "OnePassBijector",
+    "RowGuard",
+    "ZeroDensityOutside",
+    "overflow_as_zero_density",
+]

@@ -10,7 +10,8 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kflows.layers.base import FlowLayer
+from kflows.bijectors.support import ZeroDensityOutside
+from kflows.layers.layer import FlowLayer
 
 tfb = tfp.bijectors
 
@@ -56,59 +57,6 @@ _BIJECTORS = {
 }
 
 
-class _ZeroDensityOutside(tfb.Bijector):
-    """Wraps ``bijector`` (forward onto the open interval ``(low, high)``) so that data
-    outside the interval gets log-det ``-inf``, hence density zero, instead of NaN.
-
-    Points outside are swapped for an interior point before reaching ``bijector`` (so that
-    neither values nor gradients see the NaN of e.g. ``logit(-0.5)``), and their
-    inverse log-det is replaced by ``-inf``. A sample whose forward map saturates to the
-    boundary in floating point (e.g. ``sigmoid(40.0) == 1.0`` in float32) is outside too.
-    """
-
-    def __init__(self, bijector: tfb.Bijector, low: float, high: float, name: str):
-        parameters = dict(locals())
-        self._bijector = bijector
-        self._low, self._high = low, high
-        if math.isinf(high):
-            self._inside_point = low + 1.0
-        elif math.isinf(low):
-            self._inside_point = high - 1.0
-        else:
-            self._inside_point = 0.5 * (low + high)
-        super().__init__(
-            forward_min_event_ndims=0,
-            parameters=parameters,
-            name=name,
-            dtype=bijector.dtype,
-            is_constant_jacobian=bijector.is_constant_jacobian,
-        )
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
-
-    def _safe(self, y):
-        inside = (y > self._low) & (y < self._high)
-        return inside, tf.where(inside, y, tf.cast(self._inside_point, y.dtype))
-
-    def _forward(self, x):
-        return self._bijector.forward(x)
-
-    # No ``_forward_log_det_jacobian``: TFP then computes it as ``-ildj(forward(x))``, and
-    # ``forward(x)`` of an ``x`` that came out of ``inverse(y)`` is ``y`` itself, from the
-    # bijector's cache. ``TransformedDistribution.log_prob(y)`` scores ``y`` through
-    # ``inverse(y)`` and that forward log-det, so an outside ``y`` gets ``-inf`` there too.
-
-    def _inverse(self, y):
-        return self._bijector.inverse(self._safe(y)[1])
-
-    def _inverse_log_det_jacobian(self, y):
-        inside, safe = self._safe(y)
-        ildj = self._bijector.inverse_log_det_jacobian(safe, event_ndims=0)
-        return tf.where(inside, ildj, tf.cast(-math.inf, y.dtype))
-
-
 @keras.saving.register_keras_serializable(package="kflows")
 class Elementwise(FlowLayer):
     """A fixed element-wise bijector chosen by name, e.g. to give the data a bounded support.
@@ -133,47 +81,51 @@ class Elementwise(FlowLayer):
     Fast direction: **both**. Context: ignored. No weights.
 
     Args:
-        bijector: one of the names above.
-        params: the bijector's parameters (JSON numbers); missing ones take the defaults.
+        function: one of the names above.
+        params: the function's parameters (JSON numbers); missing ones take the defaults.
 
     Example:
-        >>> flow = kflows.Flow([kflows.Elementwise("sigmoid", {"low": 0.0, "high": 1.0}),
-        ...                     kflows.MaskedAutoregressive()])
+        >>> layer = kflows.Elementwise("sigmoid", {"low": 0.0, "high": 1.0})
+        >>> flow = kflows.Flow([layer, kflows.MaskedAutoregressive()], event_dim=2)
+        >>> float(flow.log_prob([[0.5, 0.5], [1.5, 0.5]])[1])  # outside (0, 1)^2
+        -inf
     """
 
     fast_direction = "both"
+    uses_context = False
+    initialisation = "fixed"
     requires_build = False
 
-    def __init__(self, bijector: str = "shift", params: dict | None = None, **kwargs):
+    def __init__(self, function: str = "shift", params: dict | None = None, **kwargs):
         super().__init__(**kwargs)
-        if bijector not in _BIJECTORS:
-            raise ValueError(f"Expected bijector in {sorted(_BIJECTORS)}; got {bijector!r}.")
-        spec = _BIJECTORS[bijector]
+        if function not in _BIJECTORS:
+            raise ValueError(f"Expected function in {sorted(_BIJECTORS)}; got {function!r}.")
+        spec = _BIJECTORS[function]
         params = dict(params or {})
         unknown = set(params) - set(spec.defaults)
         if unknown:
             raise ValueError(
-                f"Expected params of {bijector!r} among {sorted(spec.defaults)}; "
+                f"Expected params of {function!r} among {sorted(spec.defaults)}; "
                 f"got {sorted(unknown)}."
             )
         for key, value in params.items():
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise TypeError(f"Expected a number for {bijector} {key}; got {value!r}.")
+                raise TypeError(f"Expected a number for {function} {key}; got {value!r}.")
         params = {**spec.defaults, **{k: float(v) for k, v in params.items()}}
         problem = spec.check(params)
         if problem:
-            raise ValueError(f"Expected {problem} for {bijector!r}; got {params}.")
-        self.bijector_name = bijector
+            raise ValueError(f"Expected {problem} for {function!r}; got {params}.")
+        self.function = function
         self.params = params
 
     def make_bijector(self, context=None, training=False):
-        spec = _BIJECTORS[self.bijector_name]
+        spec = _BIJECTORS[self.function]
         dtype = self.compute_dtype
         bijector = spec.make(**{k: tf.constant(v, dtype) for k, v in self.params.items()})
         if spec.support is None:
             return bijector
         low, high = spec.support(self.params)
-        return _ZeroDensityOutside(bijector, low, high, name=self.bijector_name)
+        return ZeroDensityOutside(bijector, low, high, name=self.function)
 
     def get_config(self):
-        return {**super().get_config(), "bijector": self.bijector_name, "params": self.params}
+        return {**super().get_config(), "function": self.function, "params": self.params}

@@ -16,15 +16,10 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from kflows import inputs
-from kflows.layers.base import FlowLayer
+from kflows.bijectors.batch_norm import BatchNormBijector, feature_moments
+from kflows.layers.layer import FlowLayer
 
 tfb = tfp.bijectors
-
-
-def _feature_moments(x):
-    """Mean and (biased) variance of ``x`` ``[..., D]`` over every axis but the last."""
-    axes = list(range(x.shape.rank - 1))
-    return tf.nn.moments(x, axes=axes)
 
 
 def _as_2d(x, dim, dtype, layer):
@@ -54,8 +49,12 @@ class ActNorm(FlowLayer):
         epsilon: smallest standard deviation used at initialisation (constant features).
 
     Example:
+        >>> x = kflows.data.two_moons(512) * 3.0 + 1.0
         >>> flow = kflows.Flow([kflows.ActNorm(), kflows.LULinear(), kflows.Coupling()])
-        >>> flow.compile(); flow.fit(x)  # ActNorm initialises on the first batch
+        >>> flow.compile()
+        >>> history = flow.fit(x, epochs=1, batch_size=128, verbose=0)  # initialises ActNorm
+        >>> flow.needs_data_init
+        False
 
     References:
         Kingma, Dhariwal. Glow: Generative Flow with Invertible 1x1 Convolutions.
@@ -63,6 +62,8 @@ class ActNorm(FlowLayer):
     """
 
     fast_direction = "both"
+    uses_context = False
+    initialisation = "data"
 
     def __init__(self, epsilon: float = 1e-6, **kwargs):
         super().__init__(**kwargs)
@@ -87,7 +88,7 @@ class ActNorm(FlowLayer):
     def initialize(self, x, context=None):
         """Sets ``shift`` and ``log_scale`` so that ``x`` maps to zero mean, unit variance."""
         x = _as_2d(x, self.event_dim, self.compute_dtype, type(self).__name__)
-        mean, variance = _feature_moments(x)
+        mean, variance = feature_moments(x)
         std = tf.maximum(tf.sqrt(variance), self.epsilon)
         self.shift.assign(mean)
         self.log_scale.assign(tf.math.log(std))
@@ -99,79 +100,6 @@ class ActNorm(FlowLayer):
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
-
-
-class _BatchNormBijector(tfb.Bijector):
-    """``x = (u - beta) * exp(-log_gamma) * sqrt(var + eps) + mean`` for a :class:`BatchNorm`.
-
-    The density direction (inverse) uses the batch's statistics in training and updates the
-    layer's moving averages; otherwise, and always for sampling (forward), it uses the
-    moving averages. The log-det treats the statistics as constants, as in Real NVP.
-    """
-
-    def __init__(self, layer: BatchNorm, training: bool, name: str = "batch_norm"):
-        parameters = dict(locals())
-        self._layer = layer
-        self._training = bool(training)
-        # The statistics and weights are read through the layer: list them for tf.Module.
-        self._layer_variables = tuple(v.value for v in layer.variables)
-        super().__init__(
-            forward_min_event_ndims=1,
-            parameters=parameters,
-            name=name,
-            dtype=tf.as_dtype(layer.compute_dtype),
-        )
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
-
-    def _moving(self):
-        layer = self._layer
-        return tf.convert_to_tensor(layer.moving_mean), tf.convert_to_tensor(layer.moving_variance)
-
-    def _log_scale(self, variance):
-        """Per-feature log of the inverse map's slope, ``log_gamma - log sqrt(var + eps)``."""
-        log_scale = -0.5 * tf.math.log(variance + self._layer.epsilon)
-        if self._layer.affine:
-            log_scale = log_scale + self._layer.log_gamma
-        return log_scale
-
-    def _beta(self, dtype):
-        return self._layer.beta if self._layer.affine else tf.zeros([], dtype)
-
-    def _inverse_stats(self, y, update: bool):
-        if not self._training:
-            return self._moving()
-        mean, variance = _feature_moments(y)
-        if update:
-            layer, momentum = self._layer, self._layer.momentum
-            # Moving averages follow the statistics; they must not carry gradients.
-            layer.moving_mean.assign(
-                momentum * layer.moving_mean + (1.0 - momentum) * tf.stop_gradient(mean)
-            )
-            layer.moving_variance.assign(
-                momentum * layer.moving_variance + (1.0 - momentum) * tf.stop_gradient(variance)
-            )
-        return mean, variance
-
-    def _forward(self, x):
-        mean, variance = self._moving()
-        return (x - self._beta(x.dtype)) * tf.exp(-self._log_scale(variance)) + mean
-
-    def _inverse(self, y):
-        mean, variance = self._inverse_stats(y, update=True)
-        return (y - mean) * tf.exp(self._log_scale(variance)) + self._beta(y.dtype)
-
-    def _forward_log_det_jacobian(self, x):
-        _, variance = self._moving()
-        ldj = -tf.reduce_sum(self._log_scale(variance), axis=-1)
-        return tf.broadcast_to(ldj, tf.shape(x)[:-1])
-
-    def _inverse_log_det_jacobian(self, y):
-        _, variance = self._inverse_stats(y, update=False)
-        ildj = tf.reduce_sum(self._log_scale(variance), axis=-1)
-        return tf.broadcast_to(ildj, tf.shape(y)[:-1])
 
 
 @keras.saving.register_keras_serializable(package="kflows")
@@ -198,14 +126,17 @@ class BatchNorm(FlowLayer):
 
     Example:
         >>> flow = kflows.Flow([kflows.MaskedAutoregressive(), kflows.BatchNorm(),
-        ...                     kflows.MaskedAutoregressive()])
+        ...                     kflows.MaskedAutoregressive()], event_dim=2)
+        >>> [v.name for v in flow.flow_layers[1].non_trainable_variables]
+        ['moving_mean', 'moving_variance']
 
     References:
         Dinh, Sohl-Dickstein, Bengio. Density estimation using Real NVP. ICLR 2017.
     """
 
     fast_direction = "both"
-    updates_in_training = True
+    uses_context = False
+    initialisation = "identity"
 
     def __init__(
         self, momentum: float = 0.99, epsilon: float = 1e-3, affine: bool = True, **kwargs
@@ -236,7 +167,7 @@ class BatchNorm(FlowLayer):
             self.beta = self.add_weight(shape=(dim,), initializer="zeros", name="beta")
 
     def make_bijector(self, context=None, training=False):
-        return _BatchNormBijector(self, training)
+        return BatchNormBijector(self, training)
 
     def get_config(self):
         return {
@@ -267,12 +198,17 @@ class Standardize(FlowLayer):
         epsilon: smallest standard deviation (constant features).
 
     Example:
+        >>> x_train = kflows.data.two_moons(1000) * 10.0
         >>> layer = kflows.Standardize()
         >>> layer.adapt(x_train)
         >>> flow = kflows.Flow([layer, kflows.MaskedAutoregressive()])
+        >>> float(flow.log_prob(x_train).numpy().mean()) < -3.0  # a density of the raw data
+        True
     """
 
     fast_direction = "both"
+    uses_context = False
+    initialisation = "data"
 
     def __init__(self, epsilon: float = 1e-6, **kwargs):
         super().__init__(**kwargs)

@@ -1,0 +1,104 @@
+"""The batch-normalization bijector of :class:`kflows.BatchNorm`, reading a Keras layer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from kflows.bijectors.variables import LayerVariables
+
+if TYPE_CHECKING:
+    from kflows.layers.normalization import BatchNorm
+
+tfb = tfp.bijectors
+
+
+def feature_moments(x):
+    """Mean and (biased) variance of ``x`` ``[..., D]`` over every axis but the last."""
+    axes = list(range(x.shape.rank - 1))
+    return tf.nn.moments(x, axes=axes)
+
+
+class BatchNormBijector(LayerVariables, tfb.Bijector):
+    """``x = (u - beta) * exp(-log_gamma) * sqrt(var + eps) + mean`` for a :class:`BatchNorm`.
+
+    The density direction (inverse) uses the batch's statistics in training and updates the
+    layer's moving averages; otherwise, and always for sampling (forward), it uses the
+    moving averages. The log-det treats the statistics as constants, as in Real NVP.
+
+    Args:
+        layer: the :class:`~kflows.BatchNorm` layer whose statistics and weights it reads
+            (``moving_mean``, ``moving_variance``, ``epsilon``, ``momentum``, ``affine``,
+            ``log_gamma``, ``beta``).
+        training: use (and update) the batch statistics in the density direction.
+        name: the bijector's name.
+
+    References:
+        Dinh, Sohl-Dickstein, Bengio. Density estimation using Real NVP. ICLR 2017.
+    """
+
+    def __init__(self, layer: BatchNorm, training: bool, name: str = "batch_norm"):
+        parameters = dict(locals())
+        self._layer = layer
+        self._training = bool(training)
+        # The statistics and weights are read through the layer: list them for tf.Module.
+        super().__init__(
+            variables=layer.variables,
+            forward_min_event_ndims=1,
+            parameters=parameters,
+            name=name,
+            dtype=tf.as_dtype(layer.compute_dtype),
+        )
+
+    @classmethod
+    def _parameter_properties(cls, dtype):
+        return {}
+
+    def _moving(self):
+        layer = self._layer
+        return tf.convert_to_tensor(layer.moving_mean), tf.convert_to_tensor(layer.moving_variance)
+
+    def _log_scale(self, variance):
+        """Per-feature log of the inverse map's slope, ``log_gamma - log sqrt(var + eps)``."""
+        log_scale = -0.5 * tf.math.log(variance + self._layer.epsilon)
+        if self._layer.affine:
+            log_scale = log_scale + self._layer.log_gamma
+        return log_scale
+
+    def _beta(self, dtype):
+        return self._layer.beta if self._layer.affine else tf.zeros([], dtype)
+
+    def _inverse_stats(self, y, update: bool):
+        if not self._training:
+            return self._moving()
+        mean, variance = feature_moments(y)
+        if update:
+            layer, momentum = self._layer, self._layer.momentum
+            # Moving averages follow the statistics; they must not carry gradients.
+            layer.moving_mean.assign(
+                momentum * layer.moving_mean + (1.0 - momentum) * tf.stop_gradient(mean)
+            )
+            layer.moving_variance.assign(
+                momentum * layer.moving_variance + (1.0 - momentum) * tf.stop_gradient(variance)
+            )
+        return mean, variance
+
+    def _forward(self, x):
+        mean, variance = self._moving()
+        return (x - self._beta(x.dtype)) * tf.exp(-self._log_scale(variance)) + mean
+
+    def _inverse(self, y):
+        mean, variance = self._inverse_stats(y, update=True)
+        return (y - mean) * tf.exp(self._log_scale(variance)) + self._beta(y.dtype)
+
+    def _forward_log_det_jacobian(self, x):
+        _, variance = self._moving()
+        ldj = -tf.reduce_sum(self._log_scale(variance), axis=-1)
+        return tf.broadcast_to(ldj, tf.shape(x)[:-1])
+
+    def _inverse_log_det_jacobian(self, y):
+        _, variance = self._inverse_stats(y, update=False)
+        ildj = tf.reduce_sum(self._log_scale(variance), axis=-1)
+        return tf.broadcast_to(ildj, tf.shape(y)[:-1])
