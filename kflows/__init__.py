@@ -1,14 +1,20 @@
 """kflows: normalizing flows for TensorFlow and Keras 3.
 
 Keras owns the weights, TensorFlow Probability owns the maths: every layer is a Keras 3
-layer that builds a TFP bijector from its weights, and :class:`Flow` is a ``keras.Model``
-whose density is a ``tfd.TransformedDistribution``.
+layer (:mod:`kflows.layers`, networks in :mod:`kflows.networks`) that builds a TFP
+bijector (:mod:`kflows.bijectors`) from its weights, and :class:`Flow` is a
+``keras.Model`` whose density is a ``tfd.TransformedDistribution``.
 """
 
 from kflows import (
     _backend,  # noqa: F401  (fails early on a non-TensorFlow Keras backend)
+    bases,
     bijectors,
+    builders,
+    data,
     inputs,
+    layers,
+    networks,
     transforms,
 )
 from kflows.bases import Base, DiagonalNormal, Fixed, GaussianMixture, StandardNormal, StudentT
@@ -18,7 +24,6 @@ from kflows.flow import Flow
 from kflows.layers import (
     FFJORD,
     ActNorm,
-    AffineCoupling,
     BatchNorm,
     Coupling,
     Elementwise,
@@ -28,49 +33,21 @@ from kflows.layers import (
     MaskedAutoregressive,
     Permute,
     Reverse,
-    SplineAutoregressive,
-    SplineCoupling,
     Standardize,
 )
-from kflows.networks import MADE, MLP
+from kflows.networks import MADE, MLP, Conditioner
 from kflows.saving import load
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "FFJORD",
-    "MADE",
-    "MLP",
-    "ActNorm",
-    "AffineCoupling",
-    "Base",
-    "BatchNorm",
-    "Coupling",
-    "Elementwise",
-    "DiagonalNormal",
-    "Fixed",
-    "bijectors",
-    "inputs",
-    "load",
-    "Flow",
-    "FlowLayer",
-    "GaussianMixture",
-    "InverseAutoregressive",
-    "LULinear",
-    "MaskedAutoregressive",
-    "Permute",
-    "Reverse",
-    "SplineAutoregressive",
-    "SplineCoupling",
-    "StandardNormal",
-    "Standardize",
-    "glow",
-    "export",
-    "StudentT",
-    "ffjord",
-    "maf",
-    "nsf",
-    "nsf_coupling",
-    "realnvp",
-    "transforms",
-]
+#: The public API, built from the subpackages' own ``__all__`` (constants stay in them).
+__all__ = sorted(
+    {
+        *(name for name in layers.__all__ if not name.isupper()),
+        *bases.__all__,
+        *builders.__all__,
+        *("Conditioner", "MADE", "MLP"),
+        *("Flow", "export", "load"),
+        *("bijectors", "data", "inputs", "networks", "transforms"),
+    }
+)

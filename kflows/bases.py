@@ -9,9 +9,11 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kflows.networks import draw_seed
+from kflows.networks.made import draw_seed
 
 tfd = tfp.distributions
+
+__all__ = ["Base", "DiagonalNormal", "Fixed", "GaussianMixture", "StandardNormal", "StudentT"]
 
 
 class Base(keras.layers.Layer):
@@ -61,7 +63,11 @@ class DiagonalNormal(Base):
     The scale is ``exp(log_scale)``: unconstrained to optimise, and zero-initialised.
 
     Example:
-        >>> flow = kflows.Flow([kflows.MaskedAutoregressive()], base=kflows.DiagonalNormal())
+        >>> flow = kflows.Flow(
+        ...     [kflows.MaskedAutoregressive()], base=kflows.DiagonalNormal(), event_dim=2
+        ... )
+        >>> [v.name for v in flow.base.trainable_variables]
+        ['loc', 'log_scale']
     """
 
     def build(self, event_shape):
@@ -95,6 +101,9 @@ class GaussianMixture(Base):
 
     Example:
         >>> base = kflows.GaussianMixture(num_components=8, seed=0)
+        >>> flow = kflows.Flow([kflows.Coupling()], base=base, event_dim=2)
+        >>> flow.sample(4, seed=0).shape
+        TensorShape([4, 2])
     """
 
     def __init__(
@@ -155,6 +164,9 @@ class StudentT(Base):
 
     Example:
         >>> base = kflows.StudentT(df=5.0, learn_df=True)
+        >>> flow = kflows.Flow([kflows.MaskedAutoregressive()], base=base, event_dim=3)
+        >>> flow.base.raw_df.shape
+        TensorShape([3])
     """
 
     def __init__(self, df: float = 5.0, learn_df: bool = False, **kwargs):
@@ -263,7 +275,10 @@ class Fixed(Base):
 
     Example:
         >>> base = kflows.Fixed({"name": "Laplace", "params": {"loc": 0.0, "scale": 1.0}})
-        >>> flow = kflows.Flow([kflows.MaskedAutoregressive()], base=tfd.Logistic(0.0, 1.0))
+        >>> logistic = tfp.distributions.Logistic(0.0, 1.0)
+        >>> flow = kflows.Flow([kflows.MaskedAutoregressive()], base=logistic, event_dim=2)
+        >>> flow.base.distribution().event_shape
+        TensorShape([2])
     """
 
     def __init__(self, distribution, **kwargs):

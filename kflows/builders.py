@@ -1,10 +1,11 @@
 """Ready-made flows for the common recipes.
 
-Every builder takes the same core keywords: ``num_layers``, ``hidden_units``, ``base``,
-``context_dim``, ``event_dim``, ``dtype`` and ``name`` (plus ``transform`` where the layers
-have one). Counts are validated: ``num_layers``, ``event_dim`` and ``context_dim`` must be
-integers >= 1 (``2.5``, ``True`` or ``"3"`` are refused, never rounded). With ``event_dim``
-the flow comes back built, its weights created.
+Every builder takes the same core keywords: ``num_layers``, ``hidden_units``,
+``conditioner`` (a dict of further arguments of each layer's network, e.g.
+``{"residual": True}``), ``base``, ``context_dim``, ``event_dim``, ``dtype`` and ``name``
+(plus ``transform`` where the layers have one). Counts are validated: ``num_layers``,
+``event_dim`` and ``context_dim`` must be integers >= 1 (``2.5``, ``True`` or ``"3"`` are
+refused, never rounded). With ``event_dim`` the flow comes back built, its weights created.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from kflows.layers import (
     Reverse,
 )
 from kflows.transforms import RationalQuadraticSpline
+
+__all__ = ["ffjord", "glow", "maf", "nsf", "nsf_coupling", "realnvp"]
 
 
 def _count(value, name: str, allow_none: bool = False) -> int | None:
@@ -43,11 +46,20 @@ def _flow(layers, event_dim, context_dim, **kwargs) -> Flow:
     """The :class:`Flow` of ``layers``, built for ``event_dim`` features when it is given."""
     event_dim = _count(event_dim, "event_dim", allow_none=True)
     context_dim = _count(context_dim, "context_dim", allow_none=True)
-    flow = Flow(layers, context_dim=context_dim, **kwargs)
-    if event_dim is not None:
-        x_shape = (None, event_dim)
-        flow.build(x_shape if context_dim is None else (x_shape, (None, context_dim)))
-    return flow
+    return Flow(layers, context_dim=context_dim, event_dim=event_dim, **kwargs)
+
+
+def _network(hidden_units, conditioner) -> dict:
+    """The arguments of one layer's conditioner: ``hidden_units`` plus ``conditioner``."""
+    if conditioner is not None and not isinstance(conditioner, dict):
+        raise TypeError(
+            "Expected conditioner as a dict of network arguments (each layer builds its own "
+            f"network), e.g. {{'residual': True}}; got {type(conditioner).__name__}."
+        )
+    args = dict(conditioner or {})
+    if hidden_units is not None:
+        args["hidden_units"] = hidden_units
+    return args
 
 
 def _permutation(kind: str, seed: int | None, index: int, dtype):
@@ -69,14 +81,14 @@ def _stack(make_layer, num_layers: int, permutation: str, seed: int | None, dtyp
 
 def maf(
     num_layers: int = 5,
-    hidden_units=(128, 128),
+    hidden_units=None,
     transform="affine",
-    residual: bool = False,
+    conditioner: dict | None = None,
     permutation: str = "reverse",
+    seed: int | None = 0,
     base: Base | None = None,
     context_dim: int | None = None,
     event_dim: int | None = None,
-    seed: int | None = 0,
     dtype=None,
     name: str = "maf",
 ) -> Flow:
@@ -84,26 +96,28 @@ def maf(
 
     Args:
         num_layers: number of autoregressive layers.
-        hidden_units: MADE hidden widths.
         transform: ``"affine"`` (MAF) or ``"spline"`` (autoregressive neural spline flow).
-        residual: residual MADE blocks.
         permutation: ``"reverse"`` or ``"random"`` (seeded) between layers.
+        seed: seed of random permutations.
+        hidden_units: widths of each layer's network (None: the network's default).
+        conditioner: further arguments of each layer's network, e.g. ``{"residual": True,
+            "order": "random"}``.
         base: base distribution layer (standard normal by default).
         context_dim: context features of a conditional flow.
         event_dim: number of features D; when given, the flow is returned built (its
             weights exist), otherwise it builds on the first data it sees.
-        seed: seed of random permutations.
         dtype: compute dtype, e.g. ``"float64"``.
         name: model name.
 
     Example:
-        >>> flow = kflows.maf(num_layers=5, hidden_units=(128, 128))
+        >>> flow = kflows.maf(num_layers=5, hidden_units=(128, 128), event_dim=3)
+        >>> len(flow.flow_layers)  # five MAF layers and four reversals
+        9
     """
 
     def make(_):
-        return MaskedAutoregressive(
-            transform=transform, hidden_units=hidden_units, residual=residual, dtype=dtype
-        )
+        network = _network(hidden_units, conditioner)
+        return MaskedAutoregressive(transform=transform, conditioner=network, dtype=dtype)
 
     layers = _stack(make, num_layers, permutation, seed, dtype)
     return _flow(layers, event_dim, context_dim, base=base, dtype=dtype, name=name)
@@ -111,15 +125,15 @@ def maf(
 
 def realnvp(
     num_layers: int = 5,
-    hidden_units=(128, 128),
+    hidden_units=None,
     transform="affine",
+    conditioner: dict | None = None,
     mask: str = "half",
-    residual: bool = False,
     permutation: str = "reverse",
+    seed: int | None = 0,
     base: Base | None = None,
     context_dim: int | None = None,
     event_dim: int | None = None,
-    seed: int | None = 0,
     dtype=None,
     name: str = "realnvp",
 ) -> Flow:
@@ -129,17 +143,14 @@ def realnvp(
     :func:`maf`, plus ``mask`` (``"half"`` or ``"alternate"``).
 
     Example:
-        >>> flow = kflows.realnvp(num_layers=6, hidden_units=(64, 64))
+        >>> flow = kflows.realnvp(num_layers=6, hidden_units=(64, 64), event_dim=4)
+        >>> flow.sample(2, seed=0).shape
+        TensorShape([2, 4])
     """
 
     def make(_):
-        return Coupling(
-            transform=transform,
-            mask=mask,
-            hidden_units=hidden_units,
-            residual=residual,
-            dtype=dtype,
-        )
+        network = _network(hidden_units, conditioner)
+        return Coupling(transform=transform, mask=mask, conditioner=network, dtype=dtype)
 
     layers = _stack(make, num_layers, permutation, seed, dtype)
     return _flow(layers, event_dim, context_dim, base=base, dtype=dtype, name=name)
@@ -147,7 +158,7 @@ def realnvp(
 
 def nsf(
     num_layers: int = 5,
-    hidden_units=(128, 128),
+    hidden_units=None,
     bins: int = 8,
     bound: float = 3.0,
     name: str = "nsf",
@@ -159,7 +170,9 @@ def nsf(
     ``bound`` (the spline acts on ``[-bound, bound]`` and is the identity outside).
 
     Example:
-        >>> flow = kflows.nsf(num_layers=5, hidden_units=(64, 64), bins=8)
+        >>> flow = kflows.nsf(num_layers=5, hidden_units=(64, 64), bins=8, event_dim=2)
+        >>> flow.flow_layers[0].transform
+        RationalQuadraticSpline(bins=8, bound=3.0, ...)
     """
     spline = RationalQuadraticSpline(bins=bins, bound=bound)
     return maf(num_layers, hidden_units, transform=spline, name=name, **kwargs)
@@ -167,7 +180,7 @@ def nsf(
 
 def nsf_coupling(
     num_layers: int = 5,
-    hidden_units=(128, 128),
+    hidden_units=None,
     bins: int = 8,
     bound: float = 3.0,
     name: str = "nsf_coupling",
@@ -180,6 +193,8 @@ def nsf_coupling(
 
     Example:
         >>> flow = kflows.nsf_coupling(num_layers=5, hidden_units=(64, 64), bins=8)
+        >>> flow.flow_layers[0].fast_direction
+        'both'
     """
     spline = RationalQuadraticSpline(bins=bins, bound=bound)
     return realnvp(num_layers, hidden_units, transform=spline, name=name, **kwargs)
@@ -187,9 +202,9 @@ def nsf_coupling(
 
 def glow(
     num_layers: int = 5,
-    hidden_units=(128, 128),
+    hidden_units=None,
     transform="affine",
-    residual: bool = False,
+    conditioner: dict | None = None,
     base: Base | None = None,
     context_dim: int | None = None,
     event_dim: int | None = None,
@@ -201,23 +216,12 @@ def glow(
     Each step (data side first) normalises with :class:`~kflows.ActNorm` (initialised on
     the first training batch), mixes the features with a learned :class:`~kflows.LULinear`
     (so no fixed permutations are needed) and applies a :class:`~kflows.Coupling`. Fast
-    direction: both.
-
-    Args:
-        num_layers: number of steps (ActNorm, LULinear, coupling).
-        hidden_units: conditioner hidden widths.
-        transform: the couplings' transform, ``"affine"`` (Glow) or ``"spline"``.
-        residual: residual conditioners.
-        base: base distribution layer (standard normal by default).
-        context_dim: context features of a conditional flow.
-        event_dim: number of features D; when given, the flow is returned built (its
-            weights exist), otherwise it builds on the first data it sees.
-        dtype: compute dtype, e.g. ``"float64"``.
-        name: model name.
+    direction: both. Arguments as in :func:`realnvp`.
 
     Example:
         >>> flow = kflows.glow(num_layers=4, hidden_units=(64, 64))
-        >>> flow.compile(); flow.fit(x, epochs=10, batch_size=256)
+        >>> [type(layer).__name__ for layer in flow.flow_layers[:3]]
+        ['ActNorm', 'LULinear', 'Coupling']
 
     References:
         Kingma, Dhariwal. Glow: Generative Flow with Invertible 1x1 Convolutions.
@@ -225,20 +229,19 @@ def glow(
     """
     layers = []
     for _ in range(_count(num_layers, "num_layers")):
+        network = _network(hidden_units, conditioner)
         layers += [
             ActNorm(dtype=dtype),
             LULinear(dtype=dtype),
-            Coupling(
-                transform=transform, hidden_units=hidden_units, residual=residual, dtype=dtype
-            ),
+            Coupling(transform=transform, conditioner=network, dtype=dtype),
         ]
     return _flow(layers, event_dim, context_dim, base=base, dtype=dtype, name=name)
 
 
 def ffjord(
     num_layers: int = 1,
-    hidden_units=(64, 64),
-    activation="tanh",
+    hidden_units=None,
+    conditioner: dict | None = None,
     time: float = 1.0,
     trace: str = "exact",
     solver: str = "dormand_prince",
@@ -256,34 +259,18 @@ def ffjord(
     """A continuous normalizing flow: ``num_layers`` FFJORD blocks, one ODE each.
 
     Neither direction is fast: every ``log_prob`` and every sample solves an ODE. Use
-    ``trace="hutchinson"`` when ``D`` is large (tens of features or more).
-
-    Args:
-        num_layers: number of FFJORD blocks (each with its own dynamics network).
-        hidden_units: widths of each dynamics network.
-        activation: smooth hidden activation.
-        time: integration time of each block.
-        trace: ``"exact"`` or ``"hutchinson"``.
-        solver: ``"dormand_prince"`` or ``"bdf"``.
-        rtol: relative tolerance of the solver.
-        atol: absolute tolerance of the solver.
-        solver_options: further solver arguments, e.g. ``{"max_num_steps": 1000}``.
-        num_probes: probes of the Hutchinson estimator.
-        seed: seed of the Hutchinson probes (None: new probes at every solve).
-        base: base distribution layer (standard normal by default).
-        context_dim: context features of a conditional flow.
-        event_dim: number of features D; when given, the flow is returned built (its
-            weights exist), otherwise it builds on the first data it sees.
-        dtype: compute dtype, e.g. ``"float64"``.
-        name: model name.
+    ``trace="hutchinson"`` when ``D`` is large (tens of features or more). The other
+    arguments are :class:`~kflows.FFJORD`'s; ``hidden_units`` and ``conditioner`` set each
+    block's dynamics network (smooth ``tanh`` by default).
 
     Example:
         >>> flow = kflows.ffjord(hidden_units=(64, 64), rtol=1e-5, atol=1e-5)
+        >>> flow.flow_layers[0].fast_direction
+        'neither'
     """
     layers = [
         FFJORD(
-            hidden_units=hidden_units,
-            activation=activation,
+            conditioner=_network(hidden_units, conditioner),
             time=time,
             trace=trace,
             num_probes=num_probes,

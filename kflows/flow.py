@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import numbers
-import re
 import threading
 
 import keras
-import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
@@ -16,7 +13,8 @@ from kflows import inputs
 from kflows._tracking import track_items
 from kflows.bases import Base, Fixed, StandardNormal
 from kflows.bijectors import RowGuard, overflow_as_zero_density
-from kflows.layers.base import FlowLayer
+from kflows.layers.layer import FlowLayer
+from kflows.training import Trainer
 
 tfb = tfp.bijectors
 tfd = tfp.distributions
@@ -32,33 +30,8 @@ def _is_shape(s) -> bool:
 _BUILD_LOCK = threading.RLock()
 
 
-class _EpochTracker(keras.callbacks.Callback):
-    """Remembers the epoch that is running, so a data error can name it."""
-
-    def __init__(self):
-        super().__init__()
-        self.epoch = 0
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-
-def _non_finite_error(err: tf.errors.InvalidArgumentError, epoch: int | None):
-    """A streaming dataset's finiteness check, as one readable ``ValueError`` (or None)."""
-    match = re.search(
-        re.escape(inputs.NON_FINITE_MARK) + r" (.+?) of batch\]\s*\[(\d+)\]", err.message
-    )
-    if match is None:
-        return None
-    where = f"batch {match.group(2)}" + ("" if epoch is None else f" of epoch {epoch}")
-    return ValueError(
-        f"Expected finite {match.group(1)}; got NaN or inf in {where} (batches counted from "
-        "0). Training stopped before that batch: the weights are those from before it."
-    )
-
-
 @keras.saving.register_keras_serializable(package="kflows")
-class Flow(keras.Model):
+class Flow(Trainer, keras.Model):
     """A normalizing flow: a base distribution pushed through a chain of flow layers.
 
     ``layers[0]`` touches the data: ``log_prob(x)`` applies the inverses of ``layers[0]``,
@@ -74,6 +47,8 @@ class Flow(keras.Model):
             by default.
         context_dim: number of context features of a conditional flow p(x | context); also
             inferred from the first ``(x, context)`` the flow sees.
+        event_dim: number of features D: builds the flow now; otherwise the first data
+            builds it.
         **kwargs: ``name``, ``dtype`` (defaults to the first layer's) and other
             ``keras.Model`` arguments.
 
@@ -82,11 +57,13 @@ class Flow(keras.Model):
     each context and returns ``[n, B, D]``; with ``[C]`` it returns ``[n, D]``.
 
     Example:
+        >>> x = kflows.data.two_moons(512)
         >>> flow = kflows.Flow([kflows.MaskedAutoregressive(), kflows.Reverse(),
         ...                     kflows.MaskedAutoregressive()])
         >>> flow.compile()
-        >>> flow.fit(x, epochs=10, batch_size=256)
-        >>> flow.log_prob(x[:5]), flow.sample(3, seed=0)
+        >>> history = flow.fit(x, epochs=2, batch_size=256, verbose=0)
+        >>> flow.log_prob(x[:5]).shape, flow.sample(3, seed=0).shape
+        (TensorShape([5]), TensorShape([3, 2]))
     """
 
     def __init__(
@@ -94,6 +71,7 @@ class Flow(keras.Model):
         layers,
         base: Base | tfd.Distribution | None = None,
         context_dim: int | None = None,
+        event_dim: int | None = None,
         **kwargs,
     ):
         layers = list(layers)
@@ -132,6 +110,15 @@ class Flow(keras.Model):
         self._event_dim = None
         self.nll = keras.metrics.Mean(name="loss")
         self.bits_per_dim = keras.metrics.Mean(name="bits_per_dim")
+        if event_dim is not None:
+            if (
+                isinstance(event_dim, bool)
+                or not isinstance(event_dim, numbers.Integral)
+                or event_dim < 1
+            ):
+                raise TypeError(f"Expected event_dim as an integer >= 1; got {event_dim!r}.")
+            shape = (None, int(event_dim))
+            self.build(shape if context_dim is None else (shape, (None, self.context_dim)))
 
     # ------------------------------------------------------------------ building
     @property
@@ -321,229 +308,6 @@ class Flow(keras.Model):
                 layer.initialize(x, context)
             x = layer.bijector(context).inverse(x)
 
-    # ------------------------------------------------------------------ training
-    def compile(self, optimizer=None, **kwargs):
-        """``compile()`` with no arguments uses Adam(1e-3) and the negative log-likelihood.
-
-        The flow reports ``loss`` (mean negative log-likelihood in nats, weighted by
-        ``sample_weight``) and ``bits_per_dim``; ``loss``, ``metrics`` and
-        ``weighted_metrics`` are refused, since Keras metrics compare targets with
-        predictions and a flow has no targets. ``jit_compile`` defaults to ``"auto"``: XLA
-        on GPU, off on CPU, where it measured slower; pass ``True`` or ``False`` to choose.
-        """
-        if kwargs.get("loss") is not None:
-            raise ValueError(
-                "A Flow trains on its negative log-likelihood; got a loss argument "
-                f"({kwargs['loss']!r}). Override compute_loss to change it."
-            )
-        for key in ("metrics", "weighted_metrics", "loss_weights"):
-            if kwargs.get(key):
-                raise ValueError(
-                    f"A Flow reports loss (mean NLL in nats) and bits_per_dim; got {key}="
-                    f"{kwargs[key]!r}. Keras metrics compare targets with predictions and a "
-                    "flow has no targets: compute other figures from flow.log_prob in a "
-                    "callback instead."
-                )
-        kwargs.pop("loss", None)
-        on_gpu = bool(tf.config.list_logical_devices("GPU"))
-        if kwargs.get("jit_compile", "auto") == "auto" and not on_gpu:
-            # On CPU, XLA runs a flow's small matmuls and elementwise ops on fewer threads
-            # than TF's graph executor: ~25% slower steps on 2 cores (benchmarks/RESULTS.md).
-            # jit_compile=True still forces it; on GPU Keras' "auto" (XLA) stays.
-            kwargs["jit_compile"] = False
-        if optimizer is None:
-            optimizer = keras.optimizers.Adam(learning_rate=1e-3)
-        super().compile(optimizer=optimizer, **kwargs)
-
-    def compile_from_config(self, config):
-        # Keras skips this for models that override compile(); ours takes the same arguments.
-        self.compile(**keras.saving.deserialize_keras_object(config))
-        if self.built:
-            self.optimizer.build(self.trainable_variables)
-
-    @property
-    def metrics(self):
-        return [self.nll, self.bits_per_dim]
-
-    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
-        """Mean negative log-likelihood of a batch (``y_pred`` is its log-density).
-
-        With ``sample_weight`` it is ``sum(w * nll) / sum(w)``. Under ``tf.distribute`` each
-        replica returns its share (the mean divided by the number of replicas).
-        """
-        nll = -y_pred
-        if sample_weight is None:
-            loss = tf.reduce_mean(nll)
-        else:
-            w = tf.cast(tf.reshape(sample_weight, tf.shape(nll)), nll.dtype)
-            loss = tf.reduce_sum(nll * w) / tf.maximum(tf.reduce_sum(w), 1e-12)
-        if self.losses:
-            loss = loss + tf.add_n([tf.cast(v, loss.dtype) for v in self.losses])
-        # Gradients are summed across replicas, so each returns its share.
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        return loss / replicas if replicas > 1 else loss
-
-    def _track(self, loss, log_prob, weight):
-        """Updates ``loss`` and ``bits_per_dim`` so that they average over all rows seen."""
-        replicas = tf.distribute.get_strategy().num_replicas_in_sync
-        total = (
-            tf.cast(tf.size(log_prob), loss.dtype)
-            if weight is None
-            else tf.reduce_sum(tf.cast(weight, loss.dtype))
-        )
-        self.nll.update_state(loss * replicas, sample_weight=total)
-        self.bits_per_dim.update_state(
-            -log_prob / (self._event_dim * math.log(2.0)), sample_weight=weight
-        )
-        return {m.name: m.result() for m in self.metrics}
-
-    def train_step(self, data):
-        x, context, weight = inputs.split(data, inputs.BATCH_KEYS)
-        with tf.GradientTape() as tape:
-            log_prob = self._score(x, context, training=True)
-            loss = self.compute_loss(x=x, y_pred=log_prob, sample_weight=weight, training=True)
-            scaled = self.optimizer.scale_loss(loss)
-        weights = self.trainable_variables
-        if weights:  # a flow of fixed layers only has nothing to update
-            grads = tape.gradient(scaled, weights)
-            self.optimizer.apply_gradients(zip(grads, weights, strict=True))
-        return self._track(loss, log_prob, weight)
-
-    def test_step(self, data):
-        x, context, weight = inputs.split(data, inputs.BATCH_KEYS)
-        log_prob = self._score(x, context, training=False)
-        loss = self.compute_loss(x=x, y_pred=log_prob, sample_weight=weight, training=False)
-        return self._track(loss, log_prob, weight)
-
-    def predict_step(self, data):
-        x, context = inputs.split(data)
-        return self._score(*self._prepare(x, context), training=False)
-
-    def _data(self, data, sample_weight, what: str, rows: int | None):
-        """Any accepted form of data -> ``(dicts for Keras, a first batch)``, checked.
-
-        In-memory data is checked whole now; a dataset is checked batch by batch as it
-        streams. The first batch (``rows`` rows) builds the flow and initialises layers
-        that learn from data.
-        """
-        if data is None:
-            raise ValueError(f"Expected {what} data; got None.")
-        dtype = self.compute_dtype
-        widths = {"x": self._event_dim, "context": self.context_dim}
-        if isinstance(data, tf.data.Dataset):
-            if sample_weight is not None:
-                raise ValueError(
-                    "Expected sample weights inside the dataset ({'x', 'sample_weight'} "
-                    "dicts) when the data is a dataset; got sample_weight= as well."
-                )
-            data = inputs.dataset_as_dicts(data, what, dtype, widths)
-            if self.built and not self.needs_data_init:
-                return data, None
-            try:
-                return data, next(iter(data))
-            except StopIteration:
-                raise ValueError(f"Expected {what} data; got an empty dataset.") from None
-            except tf.errors.InvalidArgumentError as err:
-                raise (_non_finite_error(err, 0) or err) from None
-        if not isinstance(data, (np.ndarray, list, tuple, dict)) and not tf.is_tensor(data):
-            raise TypeError(
-                f"Expected {what} data as an array, a tensor, (x, context), a dict or a "
-                f"tf.data.Dataset; got {type(data).__name__}. Wrap generators with "
-                "tf.data.Dataset.from_generator."
-            )
-        x, context, weight = inputs.split(data, inputs.BATCH_KEYS)
-        if weight is not None and sample_weight is not None:
-            raise ValueError("Expected sample weights once; got them in the data and as well.")
-        weight = weight if weight is not None else sample_weight
-        batch = {"x": inputs.check_array(x, f"{what} x", widths["x"], dtype)}
-        n = len(batch["x"])
-        if context is not None:
-            batch["context"] = inputs.check_array(
-                context, f"{what} context", widths["context"], dtype, "C"
-            )
-            if len(batch["context"]) != n:
-                raise ValueError(
-                    f"Expected as many {what} context rows as x rows; got "
-                    f"{len(batch['context'])} and {n}."
-                )
-        if weight is not None:
-            batch["sample_weight"] = inputs.check_weights(weight, n, f"{what} sample_weight")
-        first = {key: value[: rows or 32] for key, value in batch.items()}
-        return batch, first
-
-    def _start(self, first):
-        """Builds the flow and initialises data-dependent layers from a first batch."""
-        if first is not None:
-            x, context = first["x"], first.get("context")
-            if self.needs_data_init:
-                self.initialize(np.asarray(x), None if context is None else np.asarray(context))
-            elif not self.built:
-                self._prepare(x, context)
-        if getattr(self, "optimizer", None) is not None and not self.optimizer.built:
-            # Slots created inside the first traced step make tf.function trace the whole
-            # step twice; creating them now halves the time to the first step. The scope
-            # puts them where the flow's strategy wants them (fit may run outside it).
-            with self.distribute_strategy.scope():
-                self.optimizer.build(self.trainable_variables)
-
-    def fit(self, x=None, y=None, sample_weight=None, validation_data=None, **kwargs):
-        """Keras ``fit`` on ``x``, ``(x, context)``, a dict or a ``tf.data.Dataset`` of them.
-
-        A flow takes no targets. ``sample_weight`` (``[N]``, non-negative) weights each
-        row's NLL; ``validation_data`` takes the same forms as ``x``. In-memory data is
-        checked before training (shape, dtype, NaN/inf); a dataset is checked as it streams,
-        and a non-finite batch stops training with an error naming it, with the weights
-        from before that batch. Layers that initialise from data see the first batch.
-        """
-        if y is not None:
-            raise ValueError(
-                "A Flow takes no targets: pass fit(x) or fit((x, context)); got y as well."
-            )
-        if kwargs.get("class_weight") is not None:
-            raise ValueError("A Flow has no classes; got class_weight. Use sample_weight.")
-        data, first = self._data(x, sample_weight, "training", kwargs.get("batch_size"))
-        if validation_data is not None:
-            validation_data = self._data(validation_data, None, "validation", None)[0]
-        self._start(first)
-        tracker = _EpochTracker()
-        callbacks = [*(kwargs.pop("callbacks", None) or []), tracker]
-        try:
-            return super().fit(data, validation_data=validation_data, callbacks=callbacks, **kwargs)
-        except tf.errors.InvalidArgumentError as err:
-            raise (_non_finite_error(err, tracker.epoch) or err) from None
-
-    def evaluate(self, x=None, y=None, sample_weight=None, **kwargs):
-        """Mean NLL in nats (``loss``) and ``bits_per_dim`` of ``x`` or ``(x, context)``.
-
-        Takes the forms ``fit`` takes, ``sample_weight`` included; a weighted ``loss`` is
-        ``sum(w * nll) / sum(w)`` over all rows.
-        """
-        if y is not None:
-            raise ValueError("A Flow takes no targets: pass evaluate(x); got y as well.")
-        data, first = self._data(x, sample_weight, "evaluation", kwargs.get("batch_size"))
-        self._start(first)
-        try:
-            return super().evaluate(data, **kwargs)
-        except tf.errors.InvalidArgumentError as err:
-            raise (_non_finite_error(err, None) or err) from None
-
-    def predict(self, x, **kwargs):
-        """``log_prob`` of every row of ``x``, ``(x, context)`` or a dict, in batches.
-
-        Rows holding NaN score NaN, as in :meth:`log_prob`.
-        """
-        if isinstance(x, tf.data.Dataset):
-            return super().predict(x, **kwargs)
-        data, context = inputs.split(x)
-        data = {"x": inputs.as_tensor(data, "x", self._event_dim, self.compute_dtype)}
-        if context is not None:
-            data["context"] = inputs.as_tensor(
-                context, "context", self.context_dim, self.compute_dtype, "C"
-            )
-        if not self.built:
-            self._prepare(data["x"], data.get("context"))
-        return super().predict(data, **kwargs)
-
     def save(self, filepath, overwrite=True, **kwargs):
         """Saves a ``.keras`` file; other formats cannot hold a flow and are refused."""
         from kflows.saving import check_save_path
@@ -563,7 +327,11 @@ class Flow(keras.Model):
         Keras' own ``export``.
 
         Example:
-            >>> flow.export("models/maf")   # -> ".../models/maf/1", then ".../2", ...
+            >>> flow = kflows.maf(num_layers=1, event_dim=2)
+            >>> flow.export("models/maf")  # doctest: +ELLIPSIS
+            '.../models/maf/1'
+            >>> flow.export("models/maf")  # doctest: +ELLIPSIS
+            '.../models/maf/2'
         """
         if format != "tf_saved_model":
             return super().export(filepath, format=format, verbose=verbose, **kwargs)

@@ -137,7 +137,10 @@ def load(filepath, custom_objects=None, compile: bool = True, safe_mode: bool = 
             deserialized, or holds a model that is not a kflows Flow.
 
     Example:
-        >>> flow = kflows.saving.load("model.keras")
+        >>> kflows.maf(num_layers=1, event_dim=2).save("model.keras")
+        >>> flow = kflows.load("model.keras")  # kflows.load is this function
+        >>> flow.event_dim
+        2
     """
     path = _path(filepath)
     config = _read_config(path)

@@ -2,14 +2,18 @@
 
 Adding a layer = one file in kflows/layers/ + one entry here. Each entry is
 ``lambda dtype, dim: layer`` and builds a fresh, unbuilt layer with small networks so that
-the suite stays fast. ``dim`` is the event size the tests will use (2 or 3).
+the suite stays fast. ``dim`` is the event size the tests use (3, and 7 where a larger D
+catches what small ones hide: at D <= 3 a wrong permutation can undo itself).
+
+What a layer is (its fast direction, whether it reads the context, what it is at
+initialisation) is declared on its class; the sets below are derived from those traits.
 """
 
 import numpy as np
 
 import kflows
 
-SMALL = (16, 16)
+SMALL = {"hidden_units": (16, 16)}
 
 
 def _adapted_standardize(dtype, dim):
@@ -24,25 +28,38 @@ def _ode_tol(dtype):
 
 
 LAYERS = {
-    "maf_affine": lambda dtype, dim: kflows.MaskedAutoregressive(hidden_units=SMALL, dtype=dtype),
+    "maf_affine": lambda dtype, dim: kflows.MaskedAutoregressive(conditioner=SMALL, dtype=dtype),
     "maf_residual_random": lambda dtype, dim: kflows.MaskedAutoregressive(
-        hidden_units=SMALL, residual=True, order="random", seed=3, dtype=dtype
+        conditioner=kflows.MADE(
+            hidden_units=(16, 16), residual=True, order="random", seed=3, dtype=dtype
+        ),
+        dtype=dtype,
     ),
-    "iaf_affine": lambda dtype, dim: kflows.InverseAutoregressive(hidden_units=SMALL, dtype=dtype),
-    "coupling_half": lambda dtype, dim: kflows.Coupling(hidden_units=SMALL, dtype=dtype),
-    "coupling_alternate_residual": lambda dtype, dim: kflows.AffineCoupling(
-        mask="alternate", hidden_units=SMALL, residual=True, dtype=dtype
+    "iaf_affine": lambda dtype, dim: kflows.InverseAutoregressive(conditioner=SMALL, dtype=dtype),
+    "coupling_half": lambda dtype, dim: kflows.Coupling(conditioner=SMALL, dtype=dtype),
+    "coupling_alternate_residual": lambda dtype, dim: kflows.Coupling(
+        mask="alternate", conditioner={**SMALL, "residual": True}, dtype=dtype
     ),
     "coupling_custom_mask": lambda dtype, dim: kflows.Coupling(
-        mask=[i % 3 == 1 for i in range(dim)], hidden_units=SMALL, dtype=dtype
+        mask=[i % 3 == 1 for i in range(dim)], conditioner=SMALL, dtype=dtype
+    ),
+    # The design's own test: a new transform and a new network, each one class, no new layer.
+    "coupling_additive_gated": lambda dtype, dim: kflows.Coupling(
+        transform="additive",
+        mask="alternate",
+        conditioner=kflows.networks.GatedMLP(hidden_units=(16, 16), dtype=dtype),
+        dtype=dtype,
     ),
     "permute_random": lambda dtype, dim: kflows.Permute(seed=1, dtype=dtype),
     "reverse": lambda dtype, dim: kflows.Reverse(dtype=dtype),
-    "spline_autoregressive": lambda dtype, dim: kflows.SplineAutoregressive(
-        bins=5, bound=2.0, hidden_units=SMALL, dtype=dtype
+    "spline_autoregressive": lambda dtype, dim: kflows.MaskedAutoregressive(
+        transform={"name": "spline", "bins": 5, "bound": 2.0}, conditioner=SMALL, dtype=dtype
     ),
-    "spline_coupling": lambda dtype, dim: kflows.SplineCoupling(
-        bins=4, bound=2.5, mask="alternate", hidden_units=SMALL, dtype=dtype
+    "spline_coupling": lambda dtype, dim: kflows.Coupling(
+        transform={"name": "spline", "bins": 4, "bound": 2.5},
+        mask="alternate",
+        conditioner=SMALL,
+        dtype=dtype,
     ),
     "lu_linear": lambda dtype, dim: kflows.LULinear(dtype=dtype),
     "lu_linear_random": lambda dtype, dim: kflows.LULinear("random", seed=2, dtype=dtype),
@@ -55,32 +72,25 @@ LAYERS = {
     # FFJORD's inverse and log-det are only as exact as the ODE solve, and the generic checks
     # compare at atol 1e-6 in float64: tight tolerances there, cheaper ones in float32.
     "ffjord": lambda dtype, dim: kflows.FFJORD(
-        hidden_units=(8,), rtol=_ode_tol(dtype), atol=_ode_tol(dtype), dtype=dtype
+        conditioner={"hidden_units": (8,)},
+        rtol=_ode_tol(dtype),
+        atol=_ode_tol(dtype),
+        dtype=dtype,
     ),
 }
 
-#: Layers that are not the identity at initialisation, by design (fixed permutations).
-NOT_IDENTITY_AT_INIT = {"permute_random", "reverse", "lu_linear_random"}
+_SAMPLES = {name: make("float32", 3) for name, make in LAYERS.items()}
+
+#: Layers that are a fixed permutation at initialisation (volume-preserving, not identity).
+NOT_IDENTITY_AT_INIT = {n for n, layer in _SAMPLES.items() if layer.initialisation == "permutation"}
 
 #: Layers that ignore the context (they still accept it).
-NO_CONTEXT = {
-    "permute_random",
-    "reverse",
-    "lu_linear",
-    "lu_linear_random",
-    "actnorm",
-    "batch_norm",
-    "standardize",
-    "elementwise_sinh_arcsinh",
-}
+NO_CONTEXT = {n for n, layer in _SAMPLES.items() if not layer.uses_context}
 
 #: Layers set at initialisation by data (``initialize``/``adapt``) or by fixed arguments, so
 #: neither the identity nor volume-preserving (Standardize is adapted in its entry);
 #: tests/test_normalization.py and tests/test_support.py check what they start as.
-SET_AT_INIT = {"actnorm", "standardize", "elementwise_sinh_arcsinh"}
-
-#: Layers without trainable weights (nothing for fit to learn in them).
-FIXED = {"permute_random", "reverse", "standardize", "elementwise_sinh_arcsinh"}
+SET_AT_INIT = {n for n, layer in _SAMPLES.items() if layer.initialisation in ("data", "fixed")}
 
 #: Layers whose autodiff Jacobian ``pfor`` cannot vectorize (the ODE solver's adjoint
 #: gradient is a while loop over TensorLists); the Jacobian check loops over rows instead.
@@ -89,3 +99,13 @@ NOT_VECTORIZABLE = {"ffjord"}
 #: Layers whose bijector does not pickle: FFJORD's solver and trace functions are closures,
 #: as are the ones TFP's own FFJORD examples pass in.
 NOT_PICKLABLE = {"ffjord"}
+
+
+def _has_weights(layer):
+    if not layer.built:  # Standardize's entry is adapted, hence built
+        layer.build((None, 3))
+    return bool(layer.trainable_weights)
+
+
+#: Layers without trainable weights (nothing for fit to learn in them).
+FIXED = {name for name, make in LAYERS.items() if not _has_weights(make("float32", 3))}

@@ -106,7 +106,9 @@ def test_distribution_is_live(name):
 def test_fit_updates_the_base_weights(name):
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((256, 2)) * [0.5, 2.0] + [3.0, -1.0]).astype("float32")
-    flow = kflows.Flow([kflows.MaskedAutoregressive(hidden_units=(8,))], base=BASES[name](None))
+    flow = kflows.Flow(
+        [kflows.MaskedAutoregressive(conditioner={"hidden_units": (8,)})], base=BASES[name](None)
+    )
     flow.compile(optimizer=keras.optimizers.Adam(0.05))
     flow.build((None, 2))
     start = [v.numpy().copy() for v in flow.base.weights]
@@ -119,7 +121,9 @@ def test_fit_updates_the_base_weights(name):
 
 @pytest.mark.parametrize("name", sorted(BASES))
 def test_keras_file_round_trip(name, tmp_path):
-    flow = kflows.Flow([kflows.MaskedAutoregressive(hidden_units=(8,))], base=BASES[name](None))
+    flow = kflows.Flow(
+        [kflows.MaskedAutoregressive(conditioner={"hidden_units": (8,)})], base=BASES[name](None)
+    )
     flow.build((None, 2))
     perturb(flow, scale=0.3, seed=3)
     path = str(tmp_path / "flow.keras")

@@ -133,7 +133,9 @@ def test_dataset_with_nan_after_the_first_batch_stops_and_keeps_earlier_weights(
 
 
 def test_dataset_with_nan_in_the_first_batch_is_refused_before_initialising():
-    flow = kflows.Flow([kflows.ActNorm(), kflows.MaskedAutoregressive(hidden_units=(4,))])
+    flow = kflows.Flow(
+        [kflows.ActNorm(), kflows.MaskedAutoregressive(conditioner={"hidden_units": (4,)})]
+    )
     flow.compile()
     x = rows(32)
     x[0, 0] = np.nan
@@ -310,7 +312,11 @@ def test_context_dim_must_be_a_positive_integer(context_dim):
 # ---------------------------------------------------------------------- tracking
 def test_checkpoint_saves_and_restores_every_variable(tmp_path):
     flow = kflows.Flow(
-        [kflows.ActNorm(), kflows.BatchNorm(), kflows.MaskedAutoregressive(hidden_units=(4,))]
+        [
+            kflows.ActNorm(),
+            kflows.BatchNorm(),
+            kflows.MaskedAutoregressive(conditioner={"hidden_units": (4,)}),
+        ]
     )
     flow.compile()
     flow.fit(rows(64), epochs=1, batch_size=16, verbose=0)  # moves every kind of variable
@@ -319,7 +325,11 @@ def test_checkpoint_saves_and_restores_every_variable(tmp_path):
     assert sum("moving_mean" in n for n in names) == 1
     assert sum("initialized" in n for n in names) == 1
     fresh = kflows.Flow(
-        [kflows.ActNorm(), kflows.BatchNorm(), kflows.MaskedAutoregressive(hidden_units=(4,))]
+        [
+            kflows.ActNorm(),
+            kflows.BatchNorm(),
+            kflows.MaskedAutoregressive(conditioner={"hidden_units": (4,)}),
+        ]
     )
     fresh.build((None, 2))
     tf.train.Checkpoint(flow=fresh).read(path).assert_existing_objects_matched()

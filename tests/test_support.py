@@ -44,7 +44,9 @@ def test_log_det_matches_autodiff_inside_the_support(case):
 @pytest.mark.parametrize("case", sorted(c for c in CASES if CASES[c][2]))
 def test_log_prob_is_minus_inf_outside_the_support_never_nan(case):
     _, inside, outside = CASES[case]
-    flow = kflows.Flow([_layer(case), kflows.MaskedAutoregressive(hidden_units=(8,))])
+    flow = kflows.Flow(
+        [_layer(case), kflows.MaskedAutoregressive(conditioner={"hidden_units": (8,)})]
+    )
     flow.build((None, 2))
     perturb(flow)
     x = tf.constant(
@@ -69,7 +71,7 @@ def test_samples_lie_in_the_support_and_the_flow_saves(tmp_path):
     flow = kflows.Flow(
         [
             kflows.Elementwise("sigmoid", {"low": 2.0, "high": 5.0}),
-            kflows.Coupling(hidden_units=(8,)),
+            kflows.Coupling(conditioner={"hidden_units": (8,)}),
         ]
     )
     flow.build((None, 2))

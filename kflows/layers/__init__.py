@@ -1,19 +1,19 @@
-"""Flow layers, one family per file."""
+"""Flow layers, one structure per file: Keras owns the weights here, the maths is in bijectors/."""
 
 from kflows.layers.autoregressive import InverseAutoregressive, MaskedAutoregressive
-from kflows.layers.base import FlowLayer
 from kflows.layers.continuous import FFJORD
-from kflows.layers.coupling import AffineCoupling, Coupling
+from kflows.layers.coupling import Coupling
 from kflows.layers.elementwise import Elementwise
+from kflows.layers.layer import FAST_DIRECTIONS, INITIALISATIONS, FlowLayer
 from kflows.layers.linear import LULinear
 from kflows.layers.normalization import ActNorm, BatchNorm, Standardize
 from kflows.layers.permutation import Permute, Reverse
-from kflows.layers.spline import SplineAutoregressive, SplineCoupling
 
 __all__ = [
+    "FAST_DIRECTIONS",
     "FFJORD",
+    "INITIALISATIONS",
     "ActNorm",
-    "AffineCoupling",
     "BatchNorm",
     "Coupling",
     "Elementwise",
@@ -23,7 +23,5 @@ __all__ = [
     "MaskedAutoregressive",
     "Permute",
     "Reverse",
-    "SplineAutoregressive",
-    "SplineCoupling",
     "Standardize",
 ]

@@ -1,4 +1,4 @@
-"""Autoregressive flows: MAF and its inverse, IAF, over a Keras 3 MADE.
+"""Autoregressive flows: MAF and its inverse, IAF, over an autoregressive conditioner.
 
 References:
     Papamakarios, Pavlakou, Murray. Masked Autoregressive Flow for Density Estimation.
@@ -13,88 +13,73 @@ import functools
 import keras
 import tensorflow_probability as tfp
 
-from kflows import transforms
-from kflows.layers.base import FlowLayer
-from kflows.layers.one_pass import OnePassMAF
-from kflows.networks import MADE, draw_seed
+from kflows import bijectors, networks, transforms
+from kflows.layers.layer import FlowLayer
 
 tfb = tfp.bijectors
 
 
-def _conditioned_transform(layer, context, x, **_):
-    """The element-wise transform at ``x``, its parameters from the layer's MADE."""
-    return layer.transform.bijector(layer.made(x, context))
+def _conditioned_transform(layer, context, x):
+    """The element-wise transform at ``x``, its parameters from the layer's conditioner."""
+    return layer.transform.bijector(layer.conditioner(x, context))
 
 
 @keras.saving.register_keras_serializable(package="kflows")
 class MaskedAutoregressive(FlowLayer):
     """Masked autoregressive flow layer (MAF): ``x_i = tau(u_i; c_i(x_<i, context))``.
 
-    Fast direction: **density** (one MADE pass for ``log_prob``); sampling takes D passes.
+    Fast direction: **density** (one conditioner pass for ``log_prob``); sampling takes D
+    passes.
 
     Args:
-        transform: element-wise transform: ``"affine"``, ``"spline"``, a dict such as
-            ``{"name": "spline", "bins": 8, "bound": 3.0}``, or a
+        transform: element-wise transform ``tau``: ``"affine"``, ``"spline"``, a dict such
+            as ``{"name": "spline", "bins": 8, "bound": 3.0}``, or a
             :class:`~kflows.transforms.Transform`.
-        hidden_units: widths of the MADE's hidden layers.
-        order: ``"left-to-right"``, ``"right-to-left"``, ``"random"`` or a permutation.
-        residual: residual MADE blocks.
-        activation: hidden activation.
-        seed: seed of a random order.
+        conditioner: an autoregressive network ``c`` (a :class:`~kflows.MADE` by default),
+            a dict of its arguments such as ``{"hidden_units": [64, 64], "order":
+            "random"}``, or None.
 
     Example:
-        >>> flow = kflows.Flow([kflows.MaskedAutoregressive(hidden_units=(64, 64))])
+        >>> layer = kflows.MaskedAutoregressive(conditioner={"hidden_units": [64, 64]})
+        >>> flow = kflows.Flow([layer], event_dim=2)
+        >>> flow.log_prob([[0.0, 1.0]]).shape
+        TensorShape([1])
     """
 
     fast_direction = "density"
+    uses_context = True
+    initialisation = "identity"
 
-    def __init__(
-        self,
-        transform="affine",
-        hidden_units=(128, 128),
-        order="left-to-right",
-        residual: bool = False,
-        activation="relu",
-        seed: int | None = None,
-        **kwargs,
-    ):
+    def __init__(self, transform="affine", conditioner=None, **kwargs):
         super().__init__(**kwargs)
         self.transform = transforms.get(transform)
-        self.made_kwargs = dict(
-            hidden_units=hidden_units,
-            order=order,
-            residual=residual,
-            activation=activation,
-            seed=draw_seed(seed) if order == "random" else seed,
-        )
-        # Validate the hyperparameters now rather than at build time.
-        self._made_config = MADE(self.transform.num_params, **self.made_kwargs).get_config()
+        self.conditioner = networks.get(conditioner, networks.MADE, self.dtype_policy)
+        if not self.conditioner.autoregressive:
+            raise ValueError(
+                f"Expected an autoregressive conditioner (such as kflows.MADE) for "
+                f"{type(self).__name__}; got {type(self.conditioner).__name__}."
+            )
 
     def build(self, x_shape, context_shape=None):
         super().build(x_shape, context_shape)
-        self.made = MADE(
-            self.transform.num_params, **self.made_kwargs, dtype=self.dtype_policy, name="made"
-        )
-        self.made.build(x_shape, context_shape)
-
-    def _maf(self, context):
-        # A partial of a module-level function, not a closure, so the bijector pickles.
-        bijector_fn = functools.partial(_conditioned_transform, self, context)
-        return OnePassMAF(bijector_fn=bijector_fn, variables=self.variables, name="maf")
+        self.conditioner.set_output(self.event_dim, self.transform.num_params)
+        self.conditioner.build(x_shape, context_shape)
 
     def make_bijector(self, context=None, training=False):
-        return self._maf(context)
+        # A partial of a module-level function, not a closure, so the bijector pickles (and
+        # TFP, which compares callables, never takes two bijectors' caches for one).
+        return bijectors.Autoregressive(
+            functools.partial(_conditioned_transform, self, context),
+            event_size=self.event_dim,
+            variables=self.variables,
+            name="maf",
+        )
 
     def get_config(self):
-        made = self._made_config
         return {
             **super().get_config(),
             "transform": transforms.serialize(self.transform),
-            "hidden_units": made["hidden_units"],
-            "order": made["order"],
-            "residual": made["residual"],
-            "activation": made["activation"],
-            "seed": made["seed"],
+            "conditioner": keras.saving.serialize_keras_object(self.conditioner),
         }
 
 
@@ -102,11 +87,12 @@ class MaskedAutoregressive(FlowLayer):
 class InverseAutoregressive(MaskedAutoregressive):
     """Inverse autoregressive flow layer (IAF): a :class:`MaskedAutoregressive` inverted.
 
-    Fast direction: **sampling** (one MADE pass). Density evaluation of arbitrary points
-    takes D passes; of the flow's own samples it is free (``sample_and_log_prob``).
+    Fast direction: **sampling** (one conditioner pass). Density evaluation of arbitrary
+    points takes D passes; of the flow's own samples it is free (``sample_and_log_prob``).
+    Arguments as in :class:`MaskedAutoregressive`.
     """
 
     fast_direction = "sampling"
 
     def make_bijector(self, context=None, training=False):
-        return tfb.Invert(self._maf(context))
+        return tfb.Invert(super().make_bijector(context, training))

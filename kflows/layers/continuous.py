@@ -19,12 +19,14 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from kflows import networks
 from kflows.bijectors.variables import LayerVariables
-from kflows.layers.base import FlowLayer
-from kflows.networks import MLP
+from kflows.layers.layer import FlowLayer
 
 tfb = tfp.bijectors
 
+#: FFJORD's default dynamics network: smooth, and smaller than the other layers' default.
+DEFAULT_DYNAMICS = {"hidden_units": (64, 64), "activation": "tanh"}
 SOLVERS = {"dormand_prince": tfp.math.ode.DormandPrince, "bdf": tfp.math.ode.BDF}
 TRACES = ("exact", "hutchinson")
 NOISES = ("rademacher", "gaussian")
@@ -152,21 +154,22 @@ class _FFJORD(LayerVariables, tfb.FFJORD):
 
 @keras.saving.register_keras_serializable(package="kflows")
 class FFJORD(FlowLayer):
-    """A continuous normalizing flow (FFJORD) whose dynamics are a Keras 3 MLP.
+    """A continuous normalizing flow (FFJORD) whose dynamics are a Keras 3 network.
 
     ``dx/dt = f(concat[x, t], context)`` for ``t`` from 0 (base side) to ``T`` (data
-    side). ``f`` is an :class:`~kflows.MLP` with a smooth activation (the solver and the
-    trace need derivatives) and a zero-initialised output layer, so the layer starts as the
-    identity. Any ``f`` gives an invertible map, so the network is free-form.
+    side). ``f`` is a conditioner network with a zero-initialised output layer, so the
+    layer starts as the identity. Any ``f`` gives an invertible map, so the network is
+    free-form.
 
     Fast direction: **neither**: both directions solve an ODE (tens of network passes,
     times ``D`` for the exact trace). Use it for small ``D`` or when free-form dynamics are
     worth the cost.
 
     Args:
-        hidden_units: widths of the dynamics network.
-        activation: hidden activation; keep it smooth (``"tanh"``, ``"softplus"``,
-            ``"swish"``), since the ODE solver and the trace differentiate through it.
+        conditioner: the dynamics network ``f`` (by default :data:`DEFAULT_DYNAMICS`, an
+            :class:`~kflows.MLP` of widths (64, 64) with ``tanh``), a dict of arguments
+            of that default, or a conditioner. Keep its activation smooth (``"tanh"``,
+            ``"softplus"``, ``"swish"``): the solver and the trace differentiate it.
         time: integration time ``T``.
         trace: ``"exact"`` (``D`` backward passes per step; exact log-densities, the
             default) or ``"hutchinson"`` (one pass per probe; an unbiased stochastic
@@ -188,16 +191,19 @@ class FFJORD(FlowLayer):
     of steps). Everything but the network weights lives in the config.
 
     Example:
-        >>> flow = kflows.Flow([kflows.FFJORD(hidden_units=(64, 64), rtol=1e-5)])
-        >>> flow.compile(); flow.fit(x, epochs=5, batch_size=256)
+        >>> layer = kflows.FFJORD(conditioner={"hidden_units": [16]}, rtol=1e-4, atol=1e-4)
+        >>> flow = kflows.Flow([layer], event_dim=2)
+        >>> flow.sample(3, seed=0).shape
+        TensorShape([3, 2])
     """
 
     fast_direction = "neither"
+    uses_context = True
+    initialisation = "identity"
 
     def __init__(
         self,
-        hidden_units=(64, 64),
-        activation="tanh",
+        conditioner=None,
         time: float = 1.0,
         trace: str = "exact",
         num_probes: int = 1,
@@ -228,24 +234,23 @@ class FFJORD(FlowLayer):
         self.atol = float(atol)
         self.solver_options = dict(solver_options or {})
         make_solver(solver, self.rtol, self.atol, self.solver_options)  # validate now
-        self.net_kwargs = dict(hidden_units=hidden_units, activation=activation)
-        self._net_config = MLP(1, 1, **self.net_kwargs).get_config()
+        self.conditioner = networks.get(
+            conditioner, networks.MLP, self.dtype_policy, **DEFAULT_DYNAMICS
+        )
 
     def build(self, x_shape, context_shape=None):
         super().build(x_shape, context_shape)
-        self.dynamics = MLP(
-            self.event_dim, 1, **self.net_kwargs, dtype=self.dtype_policy, name="dynamics"
-        )
-        # The network sees the state and the time; the context enters through the MLP's
+        # The network sees the state and the time; the context enters through the network's
         # own context path.
-        self.dynamics.build((None, self.event_dim + 1), context_shape)
+        self.conditioner.set_output(self.event_dim, 1)
+        self.conditioner.build((None, self.event_dim + 1), context_shape)
         self._has_context = context_shape is not None
 
     def velocity(self, time, state, context=None):
         """The dynamics ``f(x, t, context)``: same shape as ``state``."""
         time = tf.cast(time, state.dtype) * tf.ones_like(state[..., :1])
         inputs = tf.concat([state, time], axis=-1)
-        return self.dynamics(inputs, context)[..., 0]
+        return self.conditioner(inputs, context)[..., 0]
 
     def _trace_fn(self):
         if self.trace == "exact":
@@ -273,11 +278,9 @@ class FFJORD(FlowLayer):
         )
 
     def get_config(self):
-        net = self._net_config
         return {
             **super().get_config(),
-            "hidden_units": net["hidden_units"],
-            "activation": net["activation"],
+            "conditioner": keras.saving.serialize_keras_object(self.conditioner),
             "time": self.time,
             "trace": self.trace,
             "num_probes": self.num_probes,

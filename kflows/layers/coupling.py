@@ -1,4 +1,4 @@
-"""Coupling flows (RealNVP): half of the features parametrize a transform of the rest.
+"""Coupling flows (RealNVP): some features parametrize a transform of the others.
 
 Reference:
     Dinh, Sohl-Dickstein, Bengio. Density estimation using Real NVP. ICLR 2017.
@@ -12,12 +12,12 @@ import keras
 import numpy as np
 import tensorflow_probability as tfp
 
-from kflows import transforms
-from kflows.layers.base import FlowLayer, check_event_dim
-from kflows.layers.one_pass import OnePassRealNVP
-from kflows.networks import MLP
+from kflows import bijectors, networks, transforms
+from kflows.layers.layer import FlowLayer, check_event_dim
 
 tfb = tfp.bijectors
+
+MASKS = ("half", "alternate")
 
 
 def resolve_mask(mask, dim: int) -> np.ndarray:
@@ -28,7 +28,7 @@ def resolve_mask(mask, dim: int) -> np.ndarray:
         elif mask == "alternate":
             out = np.arange(dim) % 2 == 0
         else:
-            raise ValueError(f"Expected mask 'half', 'alternate' or a list; got {mask!r}.")
+            raise ValueError(f"Expected mask in {MASKS} or a list of booleans; got {mask!r}.")
     else:
         out = np.asarray(mask).astype(bool)
         if out.shape != (dim,):
@@ -40,7 +40,7 @@ def resolve_mask(mask, dim: int) -> np.ndarray:
     return out
 
 
-def _conditioned_transform(layer, context, x_kept, output_units, **_):
+def _conditioned_transform(layer, context, x_kept):
     """The transform of the other features, its parameters from the kept ones."""
     return layer.transform.bijector(layer.conditioner(x_kept, context))
 
@@ -52,78 +52,57 @@ class Coupling(FlowLayer):
     Fast direction: **both** (one conditioner pass either way).
 
     Args:
-        transform: element-wise transform of the transformed features: ``"affine"``
-            (RealNVP), ``"spline"`` (neural spline flow), a dict or a
+        transform: element-wise transform ``tau`` of the transformed features:
+            ``"affine"`` (RealNVP), ``"spline"`` (neural spline flow), a dict or a
             :class:`~kflows.transforms.Transform`.
         mask: which features pass through unchanged and condition the rest: ``"half"`` (the
             first ``D // 2``), ``"alternate"`` (even indices), or a list of D booleans
             (``True`` = passed through).
-        hidden_units: widths of the conditioner's hidden layers.
-        residual: residual conditioner.
-        activation: hidden activation.
+        conditioner: the network ``c`` (a :class:`~kflows.MLP` by default), a dict of its
+            arguments such as ``{"hidden_units": [64, 64]}``, or None.
 
     Example:
-        >>> layer = kflows.Coupling(mask="alternate", hidden_units=(64, 64))
+        >>> layer = kflows.Coupling(transform="spline", mask="alternate")
+        >>> flow = kflows.Flow([layer], event_dim=3)
+        >>> flow.sample(2, seed=0).shape
+        TensorShape([2, 3])
     """
 
     fast_direction = "both"
+    uses_context = True
+    initialisation = "identity"
 
-    def __init__(
-        self,
-        transform="affine",
-        mask="half",
-        hidden_units=(128, 128),
-        residual: bool = False,
-        activation="relu",
-        **kwargs,
-    ):
+    def __init__(self, transform="affine", mask="half", conditioner=None, **kwargs):
         super().__init__(**kwargs)
         self.transform = transforms.get(transform)
-        self.mask = mask if isinstance(mask, str) else [bool(m) for m in mask]
-        self.net_kwargs = dict(hidden_units=hidden_units, residual=residual, activation=activation)
-        self._net_config = MLP(1, 1, **self.net_kwargs).get_config()
+        if isinstance(mask, str):
+            resolve_mask(mask, 2)  # checks the name now rather than at build time
+            self.mask = mask
+        else:
+            self.mask = [bool(m) for m in mask]
+        self.conditioner = networks.get(conditioner, networks.MLP, self.dtype_policy)
 
     def build(self, x_shape, context_shape=None):
         dim = check_event_dim(x_shape, 2, type(self).__name__)
         super().build(x_shape, context_shape)
-        keep = resolve_mask(self.mask, dim)
-        self._num_kept = int(keep.sum())
-        # Put the kept features first, as tfb.RealNVP expects, and undo that afterwards.
-        self._perm = np.concatenate([np.flatnonzero(keep), np.flatnonzero(~keep)])
-        self._needs_perm = not np.array_equal(self._perm, np.arange(dim))
-        self.conditioner = MLP(
-            dim - self._num_kept,
-            self.transform.num_params,
-            **self.net_kwargs,
-            dtype=self.dtype_policy,
-            name="conditioner",
-        )
-        self.conditioner.build((None, self._num_kept), context_shape)
+        self._keep = resolve_mask(self.mask, dim)
+        kept = int(self._keep.sum())
+        self.conditioner.set_output(dim - kept, self.transform.num_params)
+        self.conditioner.build((None, kept), context_shape)
 
     def make_bijector(self, context=None, training=False):
-        # A partial of a module-level function, not a closure, so the bijector pickles.
-        bijector_fn = functools.partial(_conditioned_transform, self, context)
-        coupling = OnePassRealNVP(
-            num_masked=self._num_kept, bijector_fn=bijector_fn, variables=self.variables
-        )
-        if not self._needs_perm:
-            return coupling
-        perm = self._perm.astype(np.int32)
-        return tfb.Chain(
-            [tfb.Permute(np.argsort(perm).astype(np.int32)), coupling, tfb.Permute(perm)]
+        # A partial of a module-level function, not a closure, so the bijector pickles (and
+        # TFP, which compares callables, never takes two bijectors' caches for one).
+        return bijectors.Coupling(
+            functools.partial(_conditioned_transform, self, context),
+            mask=self._keep,
+            variables=self.variables,
         )
 
     def get_config(self):
-        net = self._net_config
         return {
             **super().get_config(),
             "transform": transforms.serialize(self.transform),
             "mask": self.mask,
-            "hidden_units": net["hidden_units"],
-            "residual": net["residual"],
-            "activation": net["activation"],
+            "conditioner": keras.saving.serialize_keras_object(self.conditioner),
         }
-
-
-#: RealNVP's affine coupling: :class:`Coupling` with ``transform="affine"`` (the default).
-AffineCoupling = Coupling

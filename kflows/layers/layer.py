@@ -1,4 +1,4 @@
-"""The base class of every kflows flow layer."""
+"""The base class of every kflows flow layer, and the traits each layer declares."""
 
 from __future__ import annotations
 
@@ -7,7 +7,12 @@ import tensorflow_probability as tfp
 
 tfb = tfp.bijectors
 
+#: Which direction costs one pass: ``log_prob`` (density), ``sample`` (sampling), both, or
+#: neither (both directions integrate an ODE).
 FAST_DIRECTIONS = ("density", "sampling", "both", "neither")
+#: What a layer is before training: the identity, a fixed permutation (volume-preserving),
+#: a map set from data (``initialize``/``adapt``), or a fixed map set by its arguments.
+INITIALISATIONS = ("identity", "permutation", "data", "fixed")
 
 
 class FlowLayer(keras.layers.Layer):
@@ -19,29 +24,44 @@ class FlowLayer(keras.layers.Layer):
 
     To add a layer:
 
-    1. Subclass ``FlowLayer``; take hyperparameters in ``__init__`` (JSON-serializable, and
-       returned by ``get_config`` as ``{**super().get_config(), ...}``).
-    2. Create weights (and sublayers, passing ``dtype=self.dtype_policy``) in
+    1. Subclass ``FlowLayer`` in one new file of ``kflows/layers/``; take hyperparameters
+       in ``__init__`` (JSON values, or nested Keras objects such as a conditioner),
+       returned by ``get_config`` as ``{**super().get_config(), ...}``.
+    2. Declare the traits, checked when the class is defined: ``fast_direction`` (one of
+       :data:`FAST_DIRECTIONS`), ``uses_context`` (bool; a layer that ignores the context
+       still accepts it) and ``initialisation`` (one of :data:`INITIALISATIONS`; a property
+       when it depends on the arguments).
+    3. Create weights (and sublayers, passing ``dtype=self.dtype_policy``) in
        ``build(x_shape, context_shape=None)``; the event size is ``x_shape[-1]``.
-    3. Implement ``make_bijector(context=None, training=False)`` returning a fresh
+    4. Implement ``make_bijector(context=None, training=False)`` returning a fresh
        ``tfb.Bijector`` that reads the *current* weights when it runs (pass callables or
-       variables, never tensors computed once), is the identity at initialisation, and
-       accepts a ``context`` whose leading dimensions broadcast against the data's.
-    4. Set ``fast_direction`` to ``"density"``, ``"sampling"``, ``"both"`` or ``"neither"``
-       (both directions cost the same, many passes: continuous flows).
+       variables, never tensors computed once), lists the layer's variables (see
+       :class:`kflows.bijectors.LayerVariables`), and accepts a ``context`` whose leading
+       dimensions broadcast against the data's. The maths lives in ``kflows/bijectors/``.
     5. Decorate with ``@keras.saving.register_keras_serializable(package="kflows")``,
-       export it from ``kflows/__init__.py`` and add one entry to ``tests/registry.py``.
+       export it from ``kflows/layers/__init__.py`` and add one entry to
+       ``tests/registry.py``: every generic check then runs on it.
 
     Optional hooks: ``needs_data_init`` and ``initialize(x, context)`` for layers
-    initialised from data (see :class:`~kflows.ActNorm`), ``updates_in_training`` for layers
-    whose training-mode bijector differs (batch statistics).
+    initialised from data (see :class:`~kflows.ActNorm`).
     """
 
-    fast_direction: str = "both"
     #: False for layers whose bijector does not depend on the number of features.
     requires_build: bool = True
-    #: True for layers whose bijector reads ``training`` (so the flow passes it on).
-    updates_in_training: bool = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        for trait, allowed in (
+            ("fast_direction", FAST_DIRECTIONS),
+            ("initialisation", INITIALISATIONS),
+        ):
+            value = getattr(cls, trait, None)
+            if not isinstance(value, property) and value not in allowed:
+                raise TypeError(f"Expected {cls.__name__}.{trait} in {allowed}; got {value!r}.")
+        if not isinstance(getattr(cls, "uses_context", None), bool):
+            raise TypeError(f"Expected {cls.__name__}.uses_context to be True or False.")
+        if cls.make_bijector is FlowLayer.make_bijector:
+            raise TypeError(f"Expected {cls.__name__} to implement make_bijector().")
 
     @property
     def event_dim(self) -> int | None:
@@ -69,10 +89,6 @@ class FlowLayer(keras.layers.Layer):
 
     def make_bijector(self, context=None, training=False) -> tfb.Bijector:
         raise NotImplementedError(f"{type(self).__name__} must implement make_bijector().")
-
-    def call(self, x, context=None, training=False):
-        """Maps data-side ``x`` to the base side (the bijector's inverse)."""
-        return self.bijector(context, training=training).inverse(x)
 
     def compute_output_shape(self, x_shape, context_shape=None):
         return x_shape

@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kflows.layers.base import FlowLayer
+from kflows.layers.layer import FlowLayer
 from kflows.networks import draw_seed
 
 tfb = tfp.bijectors
@@ -43,6 +43,9 @@ class LULinear(FlowLayer):
 
     Example:
         >>> flow = kflows.Flow([kflows.ActNorm(), kflows.LULinear(), kflows.Coupling()])
+        >>> flow.initialize(kflows.data.two_moons(256))  # ActNorm learns from a first batch
+        >>> float(flow.flow_layers[1].bijector().forward_log_det_jacobian([0.0, 0.0], 1))
+        0.0
 
     References:
         Kingma, Dhariwal. Glow: Generative Flow with Invertible 1x1 Convolutions.
@@ -50,6 +53,12 @@ class LULinear(FlowLayer):
     """
 
     fast_direction = "both"
+    uses_context = False
+
+    @property
+    def initialisation(self) -> str:
+        """The identity, or a fixed permutation with ``permutation="random"``."""
+        return "permutation" if self.permutation == "random" else "identity"
 
     def __init__(self, permutation: str = "identity", seed: int | None = None, **kwargs):
         super().__init__(**kwargs)

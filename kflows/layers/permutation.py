@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import tensorflow_probability as tfp
 
-from kflows.layers.base import FlowLayer
+from kflows.layers.layer import FlowLayer
 from kflows.networks import draw_seed, resolve_order
 
 tfb = tfp.bijectors
@@ -24,6 +24,8 @@ class Permute(FlowLayer):
     """
 
     fast_direction = "both"
+    uses_context = False
+    initialisation = "permutation"
 
     def __init__(self, permutation="random", seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -38,8 +40,7 @@ class Permute(FlowLayer):
 
     def build(self, x_shape, context_shape=None):
         super().build(x_shape, context_shape)
-        order = {"reverse": "right-to-left"}.get(self.permutation, self.permutation)
-        self._perm = resolve_order(order, self.event_dim, self.seed).astype(np.int32)
+        self._perm = resolve_order(self.permutation, self.event_dim, self.seed).astype(np.int32)
 
     def make_bijector(self, context=None, training=False):
         return tfb.Permute(self._perm)

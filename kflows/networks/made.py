@@ -1,9 +1,4 @@
-"""Keras 3 conditioner networks: a masked autoregressive MLP (MADE) and a plain MLP.
-
-Both take an optional ``context`` tensor, zero-initialise their output layer (so that the
-flow layer that owns them starts as the identity) and emit all the parameters of a layer in
-one fused output of shape ``[..., D, num_params]``.
-"""
+"""MADE: the masked autoregressive network behind MAF and autoregressive spline flows."""
 
 from __future__ import annotations
 
@@ -14,37 +9,39 @@ import numpy as np
 import tensorflow as tf
 
 from kflows._tracking import track_items
+from kflows.networks.conditioner import Conditioner
 
-
-def _units(hidden_units) -> tuple[int, ...]:
-    units = (hidden_units,) if isinstance(hidden_units, int) else tuple(hidden_units)
-    if not units or any(int(u) <= 0 for u in units):
-        raise ValueError(f"Expected hidden_units to be positive integers; got {hidden_units!r}.")
-    return tuple(int(u) for u in units)
+#: The orders of features every kflows layer understands (plus an explicit permutation).
+ORDERS = ("identity", "reverse", "random")
 
 
 def resolve_order(order, dim: int, seed: int | None) -> np.ndarray:
-    """The autoregressive order: position of each feature, a permutation of ``range(dim)``.
+    """An order of ``dim`` features: ``"identity"``, ``"reverse"``, ``"random"`` or explicit.
 
-    ``order`` is ``"left-to-right"``, ``"right-to-left"``, ``"random"`` (drawn with the
-    frozen ``np.random.RandomState(seed)`` stream, so a saved config rebuilds the same
-    order) or an explicit sequence.
+    ``"random"`` draws with the frozen ``np.random.RandomState(seed)`` stream, so a saved
+    config rebuilds the same order.
     """
     if isinstance(order, str):
-        if order == "left-to-right":
+        if order == "identity":
             return np.arange(dim)
-        if order == "right-to-left":
+        if order == "reverse":
             return np.arange(dim)[::-1].copy()
         if order == "random":
             return np.random.RandomState(seed).permutation(dim)
-        raise ValueError(
-            "Expected order 'left-to-right', 'right-to-left', 'random' or a permutation; "
-            f"got {order!r}."
-        )
+        raise ValueError(f"Expected order in {ORDERS} or a permutation; got {order!r}.")
     arr = np.asarray(order, dtype=np.int64)
     if arr.shape != (dim,) or sorted(arr.tolist()) != list(range(dim)):
         raise ValueError(f"Expected order to be a permutation of range({dim}); got {order!r}.")
     return arr
+
+
+def check_order(order):
+    """``order`` as stored in a config: a name of :data:`ORDERS` or a list of ints."""
+    if isinstance(order, str):
+        if order not in ORDERS:
+            raise ValueError(f"Expected order in {ORDERS} or a permutation; got {order!r}.")
+        return order
+    return [int(i) for i in order]
 
 
 def draw_seed(seed: int | None) -> int:
@@ -53,15 +50,11 @@ def draw_seed(seed: int | None) -> int:
 
 
 def made_masks(order: np.ndarray, hidden_units: Sequence[int], residual: bool):
-    """Connectivity masks of a MADE (Germain et al., 2015).
+    """Connectivity masks of a MADE (Germain et al., 2015), input layer first.
 
     Input feature i has degree ``order[i] + 1``. Hidden units get degrees cycling through
     ``1 .. D-1``; a hidden unit of degree k sees inputs of degree <= k, and output i sees
     hidden units of degree < degree(i), so output i depends on the inputs before it only.
-
-    Returns:
-        (masks, degrees): masks of the input layer, the hidden-to-hidden layers and the
-        output layer, and the hidden degrees.
     """
     dim = len(order)
     in_deg = order + 1
@@ -73,74 +66,57 @@ def made_masks(order: np.ndarray, hidden_units: Sequence[int], residual: bool):
     for prev, nxt in zip(hidden_deg[:-1], hidden_deg[1:], strict=True):
         masks.append(prev[:, None] <= nxt[None, :])
     masks.append(hidden_deg[-1][:, None] < in_deg[None, :])
-    return masks, hidden_deg
-
-
-def _broadcast_concat(x, context):
-    """``concat([x, context], -1)`` with the context broadcast to x's batch shape."""
-    shape = tf.concat([tf.shape(x)[:-1], tf.shape(context)[-1:]], axis=0)
-    shape_ctx = tf.concat([tf.shape(context)[:-1], tf.shape(x)[-1:]], axis=0)
-    x = tf.broadcast_to(x, tf.broadcast_dynamic_shape(tf.shape(x), shape_ctx))
-    context = tf.broadcast_to(context, tf.broadcast_dynamic_shape(tf.shape(context), shape))
-    return tf.concat([x, context], axis=-1)
+    return masks
 
 
 @keras.saving.register_keras_serializable(package="kflows")
-class MADE(keras.layers.Layer):
+class MADE(Conditioner):
     """Masked autoencoder for distribution estimation, in Keras 3.
 
-    Maps ``x`` of shape ``[..., D]`` (and an optional ``context`` ``[..., C]``) to
-    autoregressive parameters ``[..., D, num_params]``: the parameters of feature i depend
-    only on the features before i in ``order``, and on the context.
+    Maps ``x`` ``[..., D]`` (and an optional ``context`` ``[..., C]``) to autoregressive
+    parameters ``[..., D, num_params]``: the parameters of feature i depend only on the
+    features before i in ``order``, and on the context.
 
     Args:
-        num_params: parameters per feature.
         hidden_units: widths of the hidden layers (all equal when ``residual``).
-        order: input ordering, see :func:`resolve_order`.
-        residual: use residual blocks between hidden layers (Nash & Durkan, 2019).
         activation: hidden activation.
-        seed: seed of a ``"random"`` order.
+        residual: residual blocks between hidden layers.
+        order: ``"identity"``, ``"reverse"``, ``"random"`` or a permutation of the features.
+        seed: seed of a ``"random"`` order; drawn once and kept in the config when None.
+
+    Example:
+        >>> made = kflows.MADE(hidden_units=(8,), order="reverse")
+        >>> made.set_output(out_features=3, num_params=2)
+        >>> made.build((None, 3))
+        >>> made(tf.ones((4, 3))).shape  # [..., D, num_params], zero at initialisation
+        TensorShape([4, 3, 2])
 
     References:
         Germain, Gregor, Murray, Larochelle. MADE: Masked Autoencoder for Distribution
         Estimation. ICML 2015.
     """
 
-    def __init__(
-        self,
-        num_params: int,
-        hidden_units=(128, 128),
-        order="left-to-right",
-        residual: bool = False,
-        activation="relu",
-        seed: int | None = None,
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.num_params = int(num_params)
-        self.hidden_units = _units(hidden_units)
-        if residual and len(set(self.hidden_units)) != 1:
-            raise ValueError(
-                f"Expected equal hidden_units with residual=True; got {self.hidden_units}."
-            )
-        self.order = order if isinstance(order, str) else [int(i) for i in order]
-        self.residual = bool(residual)
-        self.activation = keras.activations.get(activation)
+    autoregressive = True
+
+    def __init__(self, hidden_units=(128, 128), order="identity", seed=None, **kwargs):
+        super().__init__(hidden_units=hidden_units, **kwargs)
+        self.order = check_order(order)
         self.seed = draw_seed(seed) if order == "random" else seed
 
     def build(self, x_shape, context_shape=None):
         dim = int(x_shape[-1])
-        order = resolve_order(self.order, dim, self.seed)
-        masks, _ = made_masks(order, self.hidden_units, self.residual)
+        if self.out_features not in (None, dim):
+            raise ValueError(f"Expected a MADE with {dim} outputs; got {self.out_features}.")
+        masks = made_masks(
+            resolve_order(self.order, dim, self.seed), self.hidden_units, self.residual
+        )
         # Output unit d * num_params + p belongs to feature d.
         masks[-1] = np.repeat(masks[-1], self.num_params, axis=1)
-        dtype = self.variable_dtype
-        self._masks = [m.astype(dtype) for m in masks]
+        self._masks = [m.astype(self.variable_dtype) for m in masks]
         sizes = [dim, *self.hidden_units, dim * self.num_params]
         self.kernels, self.biases = [], []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            last = i == len(sizes) - 2
-            init = "zeros" if last else "glorot_uniform"
+            init = "zeros" if i == len(sizes) - 2 else "glorot_uniform"
             self.kernels.append(
                 self.add_weight((n_in, n_out), initializer=init, name=f"kernel_{i}")
             )
@@ -181,84 +157,4 @@ class MADE(keras.layers.Layer):
         return tf.reshape(out, tf.concat([batch, [dim, self.num_params]], 0))
 
     def get_config(self):
-        return {
-            **super().get_config(),
-            "num_params": self.num_params,
-            "hidden_units": list(self.hidden_units),
-            "order": self.order,
-            "residual": self.residual,
-            "activation": keras.activations.serialize(self.activation),
-            "seed": self.seed,
-        }
-
-
-@keras.saving.register_keras_serializable(package="kflows")
-class MLP(keras.layers.Layer):
-    """A dense conditioner: ``[..., D_in]`` (+ context) to ``[..., out_features, num_params]``.
-
-    Args:
-        out_features: number of transformed features.
-        num_params: parameters per transformed feature.
-        hidden_units: widths of the hidden layers (all equal when ``residual``).
-        residual: add each hidden layer's input to its output.
-        activation: hidden activation.
-    """
-
-    def __init__(
-        self,
-        out_features: int,
-        num_params: int,
-        hidden_units=(128, 128),
-        residual: bool = False,
-        activation="relu",
-        **kwargs,
-    ):
-        super().__init__(**kwargs)
-        self.out_features = int(out_features)
-        self.num_params = int(num_params)
-        self.hidden_units = _units(hidden_units)
-        if residual and len(set(self.hidden_units)) != 1:
-            raise ValueError(
-                f"Expected equal hidden_units with residual=True; got {self.hidden_units}."
-            )
-        self.residual = bool(residual)
-        self.activation = keras.activations.get(activation)
-
-    def build(self, x_shape, context_shape=None):
-        n_in = int(x_shape[-1]) + (int(context_shape[-1]) if context_shape is not None else 0)
-        self.hidden = []
-        for i, units in enumerate(self.hidden_units):
-            layer = keras.layers.Dense(units, dtype=self.dtype_policy, name=f"dense_{i}")
-            layer.build((None, n_in))
-            self.hidden.append(layer)
-            n_in = units
-        track_items(self, "hidden", self.hidden)
-        self.out = keras.layers.Dense(
-            self.out_features * self.num_params,
-            kernel_initializer="zeros",
-            dtype=self.dtype_policy,
-            name="out",
-        )
-        self.out.build((None, n_in))
-
-    def call(self, x, context=None):
-        h = x if context is None else _broadcast_concat(x, context)
-        batch = tf.shape(h)[:-1]
-        # The width comes from build: in a graph, broadcasting x against the context can
-        # leave h's static last dimension unknown.
-        h = tf.reshape(h, [-1, self.hidden[0].kernel.shape[0]])
-        for i, layer in enumerate(self.hidden):
-            z = self.activation(layer(h))
-            h = h + z if self.residual and i > 0 else z
-        out = self.out(h)
-        return tf.reshape(out, tf.concat([batch, [self.out_features, self.num_params]], 0))
-
-    def get_config(self):
-        return {
-            **super().get_config(),
-            "out_features": self.out_features,
-            "num_params": self.num_params,
-            "hidden_units": list(self.hidden_units),
-            "residual": self.residual,
-            "activation": keras.activations.serialize(self.activation),
-        }
+        return {**super().get_config(), "order": self.order, "seed": self.seed}
