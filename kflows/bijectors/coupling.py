@@ -65,6 +65,9 @@ class Coupling(LayerVariables, OnePassBijector):
         self._other = np.flatnonzero(~keep).astype(np.int32)
         # Position of each feature in concat([kept, other]), to put them back in order.
         self._order = np.argsort(np.concatenate([self._kept, self._other])).astype(np.int32)
+        # Kept features first (RealNVP's "half" mask): slices instead of gathers, whose
+        # gradients (scatters) cost a third of a small coupling flow's training step.
+        self._prefix = bool(np.array_equal(self._kept, np.arange(len(self._kept))))
         super().__init__(
             variables=variables,
             forward_min_event_ndims=1,
@@ -93,10 +96,13 @@ class Coupling(LayerVariables, OnePassBijector):
                 [tf.debugging.assert_equal(tf.shape(z)[-1], len(self._keep))]
             ):
                 z = tf.identity(z)
+        if self._prefix:
+            return z[..., : len(self._kept)], z[..., len(self._kept) :]
         return tf.gather(z, self._kept, axis=-1), tf.gather(z, self._other, axis=-1)
 
     def _join(self, kept, other):
-        return tf.gather(tf.concat([kept, other], axis=-1), self._order, axis=-1)
+        joined = tf.concat([kept, other], axis=-1)
+        return joined if self._prefix else tf.gather(joined, self._order, axis=-1)
 
     def _forward_and_log_det(self, x):
         x_kept, x_other = self._split(x)
