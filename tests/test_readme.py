@@ -1,6 +1,7 @@
 """Every code block of README.md runs as written (or says, in a marker, why it cannot)."""
 
 import ast
+import json
 import os
 import re
 import shlex
@@ -82,6 +83,39 @@ def test_shell_blocks_run(tmp_path):
         for command in commands(code):
             run(shlex.split(command), cwd=tmp_path)
     assert np.load(tmp_path / "samples.npy").shape == (1000, 2)
+    # The README's REST answers of the unconditional MAF are this export's, rounded.
+    check_rest_values(tmp_path / "outputs" / "export" / "maf" / "1", conditional=False)
+
+
+def check_rest_values(path, conditional):
+    """Runs the README's REST requests through the export at ``path``; compares the values."""
+    import tensorflow as tf
+    from test_export import decode_request, readme_payloads
+
+    loaded = tf.saved_model.load(str(path))
+    checked = 0
+    for request, response in readme_payloads():
+        if ("context" in json.dumps(request)) != conditional:
+            continue
+        signature = loaded.signatures[request["signature_name"]]
+        outputs = {k: v.numpy() for k, v in signature(**decode_request(request, signature)).items()}
+        documented = response.get("predictions", response.get("outputs"))
+        if not isinstance(documented, dict):
+            (name,) = outputs
+            documented = {name: documented}
+        for name, value in outputs.items():
+            np.testing.assert_allclose(
+                documented[name], value, atol=0.011, err_msg=name
+            )  # rounded to 0.01
+        checked += 1
+    assert checked >= 2
+
+
+def test_rest_values_of_the_untrained_conditional_flow(tmp_path):
+    import kflows
+
+    flow = kflows.maf(context_dim=1, event_dim=2)  # as the README says: the identity map
+    check_rest_values(kflows.export(flow, tmp_path / "cmaf", warmup=False), conditional=True)
 
 
 def _moons(n):
