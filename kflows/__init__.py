@@ -19,7 +19,6 @@ from kflows import (
 )
 from kflows.bases import Base, DiagonalNormal, Fixed, GaussianMixture, StandardNormal, StudentT
 from kflows.builders import ffjord, glow, maf, nsf, nsf_coupling, realnvp
-from kflows.export import export
 from kflows.flow import Flow
 from kflows.layers import (
     FFJORD,
@@ -37,6 +36,7 @@ from kflows.layers import (
 )
 from kflows.networks import MADE, MLP, Conditioner
 from kflows.saving import load
+from kflows.serving import export
 
 __version__ = "0.1.0"
 

@@ -9,7 +9,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kflows import inputs
+from kflows import inputs, serving
 from kflows._tracking import track_items
 from kflows.bases import Base, Fixed, StandardNormal
 from kflows.bijectors import RowGuard, overflow_as_zero_density
@@ -335,9 +335,7 @@ class Flow(Trainer, keras.Model):
         """
         if format != "tf_saved_model":
             return super().export(filepath, format=format, verbose=verbose, **kwargs)
-        from kflows.export import export  # kflows.export imports this module
-
-        return export(self, filepath, **kwargs)
+        return serving.export(self, filepath, **kwargs)
 
     # ------------------------------------------------------------------ config
     def get_config(self):

@@ -15,7 +15,7 @@ from helpers import data, make_flow, perturb
 from registry import LAYERS
 
 import kflows
-from kflows.export import WARMUP_FILE
+from kflows.serving import LOCK_FILE, WARMUP_FILE
 
 DIM, CONTEXT_DIM, CONTEXT_ROWS = 3, 2, 4
 NUM_SAMPLES, SEED = 5, (7, 11)
@@ -179,7 +179,9 @@ def test_export_argument_errors(tmp_path):
 # ---------------------------------------------------------------------- layout
 def small_flow(context_dim=None, seed=0):
     """A cheap 2-D flow (one coupling layer: quick to trace) with non-trivial weights."""
-    flow = kflows.Flow([kflows.Coupling(hidden_units=(8,))], context_dim=context_dim)
+    flow = kflows.Flow(
+        [kflows.Coupling(conditioner={"hidden_units": (8,)})], context_dim=context_dim
+    )
     flow.build((None, 2))
     perturb(flow, seed=seed)
     return flow
@@ -203,7 +205,8 @@ def test_versions_are_numbered_refused_and_overwritten_atomically(tmp_path, monk
         other.log_prob(x),
     )
     assert not np.allclose(other.log_prob(x), flow.log_prob(x))
-    assert sorted(os.listdir(base)) == ["1", "2", "7", "8"]  # no temporary directories left
+    # No temporary directories left; the lock file stays (removing it would break the lock).
+    assert sorted(os.listdir(base)) == [LOCK_FILE, "1", "2", "7", "8"]
     assert not os.path.exists(base / "1" / WARMUP_FILE)  # warmup=False
 
     # A version readable by a server running as another user: mkdir's usual permissions.
@@ -215,10 +218,10 @@ def test_versions_are_numbered_refused_and_overwritten_atomically(tmp_path, monk
     def fail(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(sys.modules["kflows.export"], "write_warmup", fail)
+    monkeypatch.setattr(sys.modules["kflows.serving"], "write_warmup", fail)
     with pytest.raises(RuntimeError, match="disk full"):
         kflows.export(flow, base, warmup=True)
-    assert sorted(os.listdir(base)) == ["1", "2", "7", "8"]
+    assert sorted(os.listdir(base)) == [LOCK_FILE, "1", "2", "7", "8"]
 
 
 def test_flow_export_other_formats_go_to_keras(tmp_path):
