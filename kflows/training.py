@@ -207,11 +207,11 @@ class Trainer:
         first = {key: value[: rows or 32] for key, value in batch.items()}
         return batch, first
 
-    def _start(self, first):
-        """Builds the flow and initialises data-dependent layers from a first batch."""
+    def _start(self, first, initialize: bool = True):
+        """Builds the flow from a first batch and, in ``fit``, initialises layers from it."""
         if first is not None:
             x, context = first["x"], first.get("context")
-            if self.needs_data_init:
+            if initialize and self.needs_data_init:
                 self.initialize(np.asarray(x), None if context is None else np.asarray(context))
             elif not self.built:
                 self._prepare(x, context)
@@ -257,7 +257,7 @@ class Trainer:
         if y is not None:
             raise ValueError("A Flow takes no targets: pass evaluate(x); got y as well.")
         data, first = self._data(x, sample_weight, "evaluation", kwargs.get("batch_size"))
-        self._start(first)
+        self._start(first, initialize=False)  # evaluating never changes the weights
         try:
             return super().evaluate(data, **kwargs)
         except tf.errors.InvalidArgumentError as err:

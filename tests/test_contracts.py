@@ -438,3 +438,16 @@ def test_readme_strategy_recipe_fits_outside_the_scope():
     assert all(
         isinstance(v.value, tf.distribute.DistributedValues) for v in flow.optimizer.variables
     )
+
+
+def test_evaluate_and_predict_never_change_the_weights():
+    flow = kflows.Flow([kflows.ActNorm(), kflows.BatchNorm(), kflows.Coupling()])
+    flow.compile()
+    x = rows(64) * 3.0 + 1.0
+    flow.build((None, 2))
+    before = [w.copy() for w in flow.get_weights()]
+    flow.evaluate(x, verbose=0)
+    flow.predict(x, verbose=0)
+    assert flow.needs_data_init  # only fit initialises ActNorm from data
+    for w, w0 in zip(flow.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(w, w0)

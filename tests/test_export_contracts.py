@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from helpers import perturb
+from test_export import small_flow
 
 import kflows
 from kflows.serving import LOCK_FILE, MAX_VERSION
@@ -103,15 +104,6 @@ def loaded_log_prob(path, x=X):
 
 def listing(base):
     return sorted(os.listdir(base))
-
-
-def small_flow(context_dim=None, seed=0):
-    flow = kflows.Flow(
-        [kflows.Coupling(conditioner={"hidden_units": (8,)})], context_dim=context_dim
-    )
-    flow.build((None, 2))
-    perturb(flow, seed=seed)
-    return flow
 
 
 # ---------------------------------------------------------------------- concurrent writers
