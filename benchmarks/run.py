@@ -7,8 +7,8 @@ Results are ratios kflows / reference measured in this run.
 Usage::
 
     python benchmarks/run.py                                   # headline config, 4 flows
-    python benchmarks/run.py --torch-python /work/bvenv-torch/bin/python \\
-        --jax-python /work/bvenv-jax/bin/python --json results.json
+    python benchmarks/run.py --torch-python "$TORCH_VENV/bin/python" \\
+        --jax-python "$JAX_VENV/bin/python" --json results.json
     python benchmarks/run.py --sweep                           # D x hidden x batch grid
 
 A reference whose interpreter is missing is reported as "not run". Interpreters also come
