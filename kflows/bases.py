@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from kflows._precision import FullPrecisionWeights
 from kflows.networks.made import draw_seed
 
 tfd = tfp.distributions
@@ -16,7 +17,7 @@ tfd = tfp.distributions
 __all__ = ["Base", "DiagonalNormal", "Fixed", "GaussianMixture", "StandardNormal", "StudentT"]
 
 
-class Base(keras.layers.Layer):
+class Base(FullPrecisionWeights, keras.layers.Layer):
     """Base of the base distributions.
 
     To add one: implement ``build(event_shape)`` (call ``super().build``; create weights
@@ -48,7 +49,7 @@ class StandardNormal(Base):
     """The standard normal ``N(0, I)`` over ``D`` features (no weights)."""
 
     def distribution(self):
-        zeros = tf.zeros([self.event_dim], dtype=self.compute_dtype)
+        zeros = tf.zeros([self.event_dim], dtype=self.variable_dtype)
         return tfd.MultivariateNormalDiag(loc=zeros, name="standard_normal")
 
 
@@ -186,7 +187,7 @@ class StudentT(Base):
             )
 
     def distribution(self):
-        dtype = self.compute_dtype
+        dtype = self.variable_dtype
         if self.raw_df is None:
             df = tf.fill([self.event_dim], tf.constant(self.df, dtype))
         else:
@@ -289,7 +290,7 @@ class Fixed(Base):
             self._given = (distribution,)
         elif isinstance(distribution, dict):
             self._spec = json.loads(json.dumps(distribution))
-            self._given = (distribution_from_spec(self._spec, self.compute_dtype),)
+            self._given = (distribution_from_spec(self._spec, self.variable_dtype),)
         else:
             raise TypeError(
                 "Expected a tfd.Distribution or a spec dict such as "
@@ -298,10 +299,12 @@ class Fixed(Base):
 
     def build(self, event_shape):
         super().build(event_shape)
+        if self._spec is not None:  # in the dtype the layer has now (a flow may set it)
+            self._given = (distribution_from_spec(self._spec, self.variable_dtype),)
         dist = self.distribution()
-        if dist.dtype != self.compute_dtype:
+        if dist.dtype != self.variable_dtype:
             raise ValueError(
-                f"Expected a base distribution of dtype {self.compute_dtype}; got {dist.dtype} "
+                f"Expected a base distribution of dtype {self.variable_dtype}; got {dist.dtype} "
                 f"from {self._given[0]!r}."
             )
 

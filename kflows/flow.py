@@ -83,11 +83,13 @@ class Flow(Trainer, keras.Model):
         if layers and kwargs.get("dtype") is None:
             kwargs["dtype"] = layers[0].dtype_policy
         super().__init__(**kwargs)
+        policy = self.dtype_policy.name
         for layer in layers:
-            if layer.compute_dtype != self.compute_dtype:
+            if layer.dtype_policy.name != policy:
                 raise ValueError(
-                    f"Expected every layer to compute in the flow's dtype {self.compute_dtype}; "
-                    f"{layer.name} computes in {layer.compute_dtype}."
+                    f"Expected every layer in the flow's dtype policy {policy!r}; {layer.name} "
+                    f"has {layer.dtype_policy.name!r}. Pass the same dtype= to each, or set "
+                    "keras.mixed_precision.set_global_policy before building them."
                 )
         if isinstance(base, tfd.Distribution):
             base = Fixed(base, dtype=self.dtype_policy)
@@ -95,6 +97,13 @@ class Flow(Trainer, keras.Model):
             raise TypeError(
                 f"Expected a kflows base layer or a tfd.Distribution; got {type(base).__name__}."
             )
+        if base is not None and base.dtype_policy.name != policy:
+            if base.built:
+                raise ValueError(
+                    f"Expected a base in the flow's dtype policy {policy!r}; {base.name} is "
+                    f"built in {base.dtype_policy.name!r}."
+                )
+            base.dtype_policy = self.dtype_policy  # no weights yet: it takes the flow's dtype
         self.flow_layers = layers
         track_items(self, "flow_layer", layers)
         self.base = base if base is not None else StandardNormal(dtype=self.dtype_policy)
@@ -119,6 +128,16 @@ class Flow(Trainer, keras.Model):
                 raise TypeError(f"Expected event_dim as an integer >= 1; got {event_dim!r}.")
             shape = (None, int(event_dim))
             self.build(shape if context_dim is None else (shape, (None, self.context_dim)))
+
+    # ------------------------------------------------------------------ dtypes
+    @property
+    def input_dtype(self):
+        """Data, log-densities and the bijector maths use ``variable_dtype``.
+
+        Under a mixed policy only the conditioner networks compute in the low
+        ``compute_dtype``; see :mod:`kflows._precision`.
+        """
+        return self.variable_dtype
 
     # ------------------------------------------------------------------ building
     @property
@@ -171,7 +190,7 @@ class Flow(Trainer, keras.Model):
 
         Tensors stay tensors (cast only), so gradients reach ``x`` and the context.
         """
-        dtype = self.compute_dtype
+        dtype = self.input_dtype
         x = inputs.as_tensor(x, "x", self._event_dim, dtype)
         if context is not None:
             context = inputs.as_tensor(context, "context", self.context_dim, dtype, "C")
@@ -208,10 +227,10 @@ class Flow(Trainer, keras.Model):
         """
         self._require_built()
         if context is not None:
-            context = inputs.as_tensor(context, "context", self.context_dim, self.compute_dtype)
+            context = inputs.as_tensor(context, "context", self.context_dim, self.input_dtype)
         return tfb.Chain(
             [
-                RowGuard(context, dtype=self.compute_dtype),
+                RowGuard(context, dtype=self.input_dtype),
                 *(layer.bijector(context, training=training) for layer in self.flow_layers),
             ],
             name="flow",
@@ -230,7 +249,7 @@ class Flow(Trainer, keras.Model):
         """
         self._require_built()
         if context is not None:
-            context = inputs.as_tensor(context, "context", self.context_dim, self.compute_dtype)
+            context = inputs.as_tensor(context, "context", self.context_dim, self.input_dtype)
         base = self.base.distribution()
         if context is not None and context.shape.rank > 1:
             base = tfd.BatchBroadcast(base, with_shape=tf.shape(context)[:-1])
@@ -239,6 +258,9 @@ class Flow(Trainer, keras.Model):
     # ------------------------------------------------------------------ density & sampling
     def _score(self, x, context, training=False):
         """Log-density of checked tensors; outside training, overflow scores ``-inf``."""
+        # Keras' data adapters hand fit float32 batches whatever the arrays held.
+        x = tf.cast(x, self.input_dtype)
+        context = None if context is None else tf.cast(context, self.input_dtype)
         log_prob = self.distribution(context, training=training).log_prob(x)
         if training:
             return log_prob  # training data is checked finite; keep the step lean
@@ -268,9 +290,7 @@ class Flow(Trainer, keras.Model):
         seed = inputs.stateless_seed(seed)
         self._require_built()
         if context is not None:
-            context = inputs.as_tensor(
-                context, "context", self.context_dim, self.compute_dtype, "C"
-            )
+            context = inputs.as_tensor(context, "context", self.context_dim, self.input_dtype, "C")
         elif self.context_dim is not None:
             raise ValueError(
                 f"This flow is conditional (context_dim={self.context_dim}); pass a context."
@@ -299,9 +319,9 @@ class Flow(Trainer, keras.Model):
 
     def initialize(self, x, context=None):
         """Runs data-dependent initialisation (e.g. ActNorm) on a batch, data side first."""
-        x = inputs.check_array(x, "x", self._event_dim, self.compute_dtype)
+        x = inputs.check_array(x, "x", self._event_dim, self.input_dtype)
         if context is not None:
-            context = inputs.check_array(context, "context", self.context_dim, self.compute_dtype)
+            context = inputs.check_array(context, "context", self.context_dim, self.input_dtype)
         x, context = self._prepare(x, context)
         for layer in self.flow_layers:
             if layer.needs_data_init:

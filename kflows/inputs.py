@@ -126,6 +126,8 @@ def check_array(value, what: str, width: int | None, dtype, symbol: str = "D") -
     if tf.is_tensor(value) or isinstance(value, (tf.Variable, keras.Variable)):
         value = tf.convert_to_tensor(value).numpy()
     array = np.asarray(value)
+    if array.dtype.name == "bfloat16":  # numpy knows it as an opaque type (ml_dtypes)
+        array = array.astype(np.float32)
     if array.dtype.kind not in "fiu":
         raise TypeError(
             f"Expected {what} of a real numeric dtype (float or int); got {array.dtype}."

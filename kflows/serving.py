@@ -6,7 +6,8 @@ graphs hold standard TensorFlow ops only (the TFP bijectors are traced into plai
 the export loads with ``tf.saved_model.load``, ``saved_model_cli`` or TF Serving where
 neither kflows, TensorFlow Probability nor Keras is installed.
 
-Signatures (``D`` features, ``C`` context features, float dtype = the flow's compute dtype):
+Signatures (``D`` features, ``C`` context features, float dtype = the flow's
+``input_dtype``: float32 under a mixed precision policy, float64 for a float64 flow):
 
 ============================ ======================================= ==========================
 signature                    inputs                                  outputs
@@ -329,7 +330,7 @@ def _checked_num_samples(num_samples: tf.Tensor) -> tf.Tensor:
 
 def _endpoints(flow: Flow) -> dict:
     """``{name: (fn, input_signature)}``; the argument names become the input names."""
-    dim, ctx_dim, dtype = flow.event_dim, flow.context_dim, flow.compute_dtype
+    dim, ctx_dim, dtype = flow.event_dim, flow.context_dim, flow.input_dtype
 
     def log_prob(x, context=None):
         x = _checked_features(x, "x", dim)
@@ -412,7 +413,7 @@ def _serving_api_available() -> bool:
 
 def warmup_inputs(flow: Flow) -> dict[str, dict[str, np.ndarray]]:
     """One small request per signature: ``{signature_name: {input_name: array}}``."""
-    dtype = flow.compute_dtype
+    dtype = flow.input_dtype
     draw = {"num_samples": np.array(1, np.int32), "seed": np.array([0, 0], np.int32)}
     x = {"x": np.zeros((1, flow.event_dim), dtype)}
     if flow.context_dim is not None:

@@ -30,6 +30,8 @@ def make_flow(name, dtype="float32", dim=3, context_dim=None, perturbed=True, se
 
 
 def data(dtype, dim, context_dim=None, n=16, seed=1):
+    """Normal data in ``dtype``; a mixed policy's data is in its variable dtype (float32)."""
+    dtype = keras.dtype_policies.get(dtype).variable_dtype
     rng = np.random.default_rng(seed)
     x = tf.constant(rng.standard_normal((n, dim)), dtype=dtype)
     c = None if context_dim is None else tf.constant(rng.standard_normal((n, context_dim)), dtype)

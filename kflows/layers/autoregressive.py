@@ -14,14 +14,9 @@ import keras
 import tensorflow_probability as tfp
 
 from kflows import bijectors, networks, transforms
-from kflows.layers.layer import FlowLayer
+from kflows.layers.layer import FlowLayer, conditioned_transform
 
 tfb = tfp.bijectors
-
-
-def _conditioned_transform(layer, context, x):
-    """The element-wise transform at ``x``, its parameters from the layer's conditioner."""
-    return layer.transform.bijector(layer.conditioner(x, context))
 
 
 @keras.saving.register_keras_serializable(package="kflows")
@@ -69,7 +64,7 @@ class MaskedAutoregressive(FlowLayer):
         # A partial of a module-level function, not a closure, so the bijector pickles (and
         # TFP, which compares callables, never takes two bijectors' caches for one).
         return bijectors.Autoregressive(
-            functools.partial(_conditioned_transform, self, context),
+            functools.partial(conditioned_transform, self, context),
             event_size=self.event_dim,
             variables=self.variables,
             name="maf",

@@ -250,7 +250,8 @@ class FFJORD(FlowLayer):
         """The dynamics ``f(x, t, context)``: same shape as ``state``."""
         time = tf.cast(time, state.dtype) * tf.ones_like(state[..., :1])
         inputs = tf.concat([state, time], axis=-1)
-        return self.conditioner(inputs, context)[..., 0]
+        # The network may compute in a lower precision (a mixed policy); the ODE does not.
+        return tf.cast(self.conditioner(inputs, context)[..., 0], state.dtype)
 
     def _trace_fn(self):
         if self.trace == "exact":
@@ -263,9 +264,9 @@ class FFJORD(FlowLayer):
         # A context-free layer ignores a context, as every kflows layer may.
         context = context if self._has_context else None
         if context is not None:
-            context = tf.cast(context, self.compute_dtype)
+            context = tf.cast(context, self.variable_dtype)
         solver = make_solver(self.solver, self.rtol, self.atol, self.solver_options)
-        dtype = tf.as_dtype(self.compute_dtype)
+        dtype = tf.as_dtype(self.variable_dtype)
         return _FFJORD(
             variables=self.variables,
             state_time_derivative_fn=lambda t, x: self.velocity(t, x, context),

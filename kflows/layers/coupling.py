@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow_probability as tfp
 
 from kflows import bijectors, networks, transforms
-from kflows.layers.layer import FlowLayer, check_event_dim
+from kflows.layers.layer import FlowLayer, check_event_dim, conditioned_transform
 
 tfb = tfp.bijectors
 
@@ -38,11 +38,6 @@ def resolve_mask(mask, dim: int) -> np.ndarray:
             f"Expected a mask that keeps some features and transforms others; got {out.tolist()}."
         )
     return out
-
-
-def _conditioned_transform(layer, context, x_kept):
-    """The transform of the other features, its parameters from the kept ones."""
-    return layer.transform.bijector(layer.conditioner(x_kept, context))
 
 
 @keras.saving.register_keras_serializable(package="kflows")
@@ -94,7 +89,7 @@ class Coupling(FlowLayer):
         # A partial of a module-level function, not a closure, so the bijector pickles (and
         # TFP, which compares callables, never takes two bijectors' caches for one).
         return bijectors.Coupling(
-            functools.partial(_conditioned_transform, self, context),
+            functools.partial(conditioned_transform, self, context),
             mask=self._keep,
             variables=self.variables,
         )

@@ -120,7 +120,7 @@ class Elementwise(FlowLayer):
 
     def make_bijector(self, context=None, training=False):
         spec = _BIJECTORS[self.function]
-        dtype = self.compute_dtype
+        dtype = self.variable_dtype
         bijector = spec.make(**{k: tf.constant(v, dtype) for k, v in self.params.items()})
         if spec.support is None:
             return bijector

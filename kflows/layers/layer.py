@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 import tensorflow_probability as tfp
+
+from kflows._precision import FullPrecisionWeights
 
 tfb = tfp.bijectors
 
@@ -15,7 +18,7 @@ FAST_DIRECTIONS = ("density", "sampling", "both", "neither")
 INITIALISATIONS = ("identity", "permutation", "data", "fixed")
 
 
-class FlowLayer(keras.layers.Layer):
+class FlowLayer(FullPrecisionWeights, keras.layers.Layer):
     """A Keras 3 layer that owns weights and builds a TFP bijector from them on demand.
 
     Direction: the bijector's *forward* maps the base side to the data side (sampling);
@@ -92,6 +95,15 @@ class FlowLayer(keras.layers.Layer):
 
     def compute_output_shape(self, x_shape, context_shape=None):
         return x_shape
+
+
+def conditioned_transform(layer, context, x):
+    """``layer.transform`` at ``x``, its parameters from ``layer.conditioner(x, context)``.
+
+    The network may compute in a lower precision (a mixed policy); its parameters are cast
+    to ``x``'s dtype, so the transform and its log-det run in the variable dtype.
+    """
+    return layer.transform.bijector(tf.cast(layer.conditioner(x, context), x.dtype))
 
 
 def check_event_dim(x_shape, minimum: int, layer: str) -> int:

@@ -112,7 +112,8 @@ class MADE(Conditioner):
         )
         # Output unit d * num_params + p belongs to feature d.
         masks[-1] = np.repeat(masks[-1], self.num_params, axis=1)
-        self._masks = [m.astype(self.variable_dtype) for m in masks]
+        # In the compute dtype: under a mixed policy the kernels are autocast to it.
+        self._masks = [m.astype(self.compute_dtype) for m in masks]
         sizes = [dim, *self.hidden_units, dim * self.num_params]
         self.kernels, self.biases = [], []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
