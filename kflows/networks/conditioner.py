@@ -45,6 +45,8 @@ class Conditioner(keras.layers.Layer):
     ``self.num_params``, implement ``call``; set ``autoregressive = True`` if output ``i``
     depends only on the inputs before ``i`` (what :class:`~kflows.MaskedAutoregressive`
     needs); register it serializable and export it from ``kflows/networks/__init__.py``.
+    Under a mixed precision policy, compute the output layer in ``self.variable_dtype``
+    (see :mod:`kflows._precision`).
 
     Args:
         hidden_units: widths of the hidden layers (all equal when ``residual``).

@@ -112,16 +112,23 @@ class MADE(Conditioner):
         )
         # Output unit d * num_params + p belongs to feature d.
         masks[-1] = np.repeat(masks[-1], self.num_params, axis=1)
-        # In the compute dtype: under a mixed policy the kernels are autocast to it.
-        self._masks = [m.astype(self.compute_dtype) for m in masks]
+        # Hidden layers compute in the compute dtype (under a mixed policy the kernels are
+        # autocast to it); the output layer, the transform's parameters, in full precision.
+        dtypes = [self.compute_dtype] * (len(masks) - 1) + [self.variable_dtype]
+        self._masks = [m.astype(dtype) for m, dtype in zip(masks, dtypes, strict=True)]
         sizes = [dim, *self.hidden_units, dim * self.num_params]
         self.kernels, self.biases = [], []
         for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
-            init = "zeros" if i == len(sizes) - 2 else "glorot_uniform"
+            last = i == len(sizes) - 2
+            init = "zeros" if last else "glorot_uniform"
             self.kernels.append(
-                self.add_weight((n_in, n_out), initializer=init, name=f"kernel_{i}")
+                self.add_weight(
+                    (n_in, n_out), initializer=init, autocast=not last, name=f"kernel_{i}"
+                )
             )
-            self.biases.append(self.add_weight((n_out,), initializer="zeros", name=f"bias_{i}"))
+            self.biases.append(
+                self.add_weight((n_out,), initializer="zeros", autocast=not last, name=f"bias_{i}")
+            )
         track_items(self, "kernel", self.kernels)
         track_items(self, "bias", self.biases)
         self.context_kernel = None
@@ -154,7 +161,7 @@ class MADE(Conditioner):
         for i in range(1, n_hidden):
             z = self._dense(self.activation(h), i)
             h = h + z if self.residual else z
-        out = self._dense(self.activation(h), n_hidden)
+        out = self._dense(tf.cast(self.activation(h), self.variable_dtype), n_hidden)
         return tf.reshape(out, tf.concat([batch, [dim, self.num_params]], 0))
 
     def get_config(self):

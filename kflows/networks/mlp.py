@@ -48,7 +48,8 @@ class MLP(Conditioner):
         self.out = keras.layers.Dense(
             self.out_features * self.num_params,
             kernel_initializer="zeros",
-            dtype=self.dtype_policy,
+            # The transform's parameters in full precision (see kflows/_precision.py).
+            dtype=self.variable_dtype,
             name="out",
         )
         self.out.build((None, n_in))
