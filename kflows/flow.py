@@ -244,8 +244,9 @@ class Flow(Trainer, keras.Model):
         With a ``context`` of shape ``[B, C]`` the distribution has batch shape ``[B]``.
         Its ``trainable_variables`` are the ``tf.Variable``s behind the flow's weights (the
         bijectors and the base expose them), so TFP training utilities such as
-        ``tfp.vi.fit_surrogate_posterior`` train the flow. ``name`` tells two flows apart
-        in a ``tfd.JointDistribution``.
+        ``tfp.vi.fit_surrogate_posterior`` train the flow (one made outside any
+        ``tf.distribute`` strategy; under a strategy see the README's "Scaling out").
+        ``name`` tells two flows apart in a ``tfd.JointDistribution``.
         """
         self._require_built()
         if context is not None:

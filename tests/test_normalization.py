@@ -73,6 +73,39 @@ def test_fit_initialises_actnorm_on_the_first_batch():
     np.testing.assert_allclose(np.exp(actnorm.log_scale.numpy()), x[:128].std(0), rtol=1e-2)
 
 
+def test_actnorm_initialises_on_data_whose_float32_variance_overflows():
+    # Data at 1e20: the float32 variance (1e40) overflows; the statistics are computed in
+    # float64, so the layer still standardises it.
+    x = (_data() * 1e20).astype("float32")
+    flow = kflows.Flow([kflows.ActNorm()])
+    flow.initialize(x)
+    layer = flow.flow_layers[0]
+    np.testing.assert_allclose(layer.log_scale.numpy(), np.log(STD * 1e20), rtol=1e-3)
+    u = layer.bijector().inverse(x).numpy()
+    np.testing.assert_allclose(u.mean(0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(u.std(0), 1.0, rtol=1e-5)
+    assert np.all(np.isfinite(flow.log_prob(x)))
+
+
+def test_actnorm_refuses_non_finite_statistics_and_keeps_its_weights():
+    layer = kflows.ActNorm(name="an")
+    layer.build((None, 3))
+    layer.shift.assign([1.0, 2.0, 3.0])
+    x = _data(n=16, dtype="float32")[:, [0, 1, 1]]
+    x[5, 2] = np.inf
+    with pytest.raises(ValueError, match=r"ActNorm layer 'an'.*finite mean.*feature\(s\) \[2\]"):
+        layer.initialize(x)
+    np.testing.assert_array_equal(layer.shift.numpy(), [1.0, 2.0, 3.0])
+    np.testing.assert_array_equal(layer.log_scale.numpy(), [0.0, 0.0, 0.0])
+    assert layer.needs_data_init
+    # In a flow: finite data that the layer before it sends beyond float32 (x / 1e-30).
+    flow = kflows.Flow([kflows.Elementwise("scale", {"scale": 1e-30}), kflows.ActNorm(name="an2")])
+    big = _data(n=16, dtype="float32") * 1e10
+    with pytest.raises(ValueError, match=r"'an2'.*feature\(s\) \[0, 1\]"):
+        flow.initialize(big)
+    assert flow.needs_data_init
+
+
 # ---------------------------------------------------------------- BatchNorm
 def _batch_norm(momentum=0.9):
     layer = kflows.BatchNorm(momentum=momentum, dtype="float64")
@@ -183,3 +216,18 @@ def test_standardize_before_adapt_is_an_error_and_fit_adapts_with_a_warning():
     np.testing.assert_allclose(flow.flow_layers[0].mean.numpy(), _data(n=64).mean(0), rtol=1e-5)
     with pytest.raises(ValueError, match="features"):
         flow.flow_layers[0].adapt(np.zeros((4, 3)))
+
+
+def test_standardize_refuses_statistics_its_dtype_cannot_hold():
+    layer = kflows.Standardize(name="st")  # float32 weights
+    beyond = np.array([[1e39, 1.0], [3e39, 2.0]])  # finite in float64, not in float32
+    with pytest.raises(ValueError, match=r"'st'.*finite mean.*float32.*feature\(s\) \[0\]"):
+        layer.adapt(beyond)
+    assert not layer.is_adapted
+    np.testing.assert_array_equal(layer.mean.numpy(), [0.0, 0.0])
+    # float64 weights: the sum of squares of 1e200 overflows even in float64.
+    wide = kflows.Standardize(name="st64", dtype="float64")
+    with pytest.raises(ValueError, match=r"'st64'.*standard deviation.*feature\(s\) \[1\]"):
+        wide.adapt(np.array([[1.0, 1e200], [2.0, -1e200]]))
+    assert not wide.is_adapted
+    np.testing.assert_array_equal(wide.std.numpy(), [1.0, 1.0])

@@ -21,12 +21,42 @@ def feature_moments(x):
     return tf.nn.moments(x, axes=axes)
 
 
+def global_moments(x):
+    """:func:`feature_moments` over the global batch when replicas train in sync.
+
+    In the replica context of a ``tf.distribute`` strategy with more than one replica, each
+    replica holds a slice of the batch: the sums and row counts are summed across replicas
+    (``ReplicaContext.all_reduce``, differentiable), first for the mean, then for the squared
+    deviations from it (two passes: ``E[x^2] - E[x]^2`` loses the variance of data far
+    from zero). Elsewhere (one device, or the cross-replica context) it is
+    :func:`feature_moments`. Every replica must call it the same number of times, in the
+    same order, as a step does.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return feature_moments(x)
+    axes = list(range(x.shape.rank - 1))
+    rows = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), x.dtype)
+    total, count = context.all_reduce(
+        tf.distribute.ReduceOp.SUM, [tf.reduce_sum(x, axis=axes), rows]
+    )
+    mean = total / count
+    # As tf.nn.moments: the variance's gradient does not go through the mean (it is zero).
+    deviations = tf.math.squared_difference(x, tf.stop_gradient(mean))
+    squares = context.all_reduce(tf.distribute.ReduceOp.SUM, tf.reduce_sum(deviations, axis=axes))
+    return mean, squares / count
+
+
 class BatchNormBijector(LayerVariables, tfb.Bijector):
     """``x = (u - beta) * exp(-log_gamma) * sqrt(var + eps) + mean`` for a :class:`BatchNorm`.
 
     The density direction (inverse) uses the batch's statistics in training and updates the
     layer's moving averages; otherwise, and always for sampling (forward), it uses the
-    moving averages. The log-det treats the statistics as constants, as in Real NVP.
+    moving averages. The log-det treats the statistics as constants, as in Real NVP. Under
+    a ``tf.distribute`` strategy with several replicas, the batch statistics are those of
+    the global batch (:func:`global_moments`), so every replica normalises alike and the
+    moving averages stay equal on all of them. The maths runs in the layer's
+    ``variable_dtype``.
 
     Args:
         layer: the :class:`~kflows.BatchNorm` layer whose statistics and weights it reads
@@ -49,7 +79,7 @@ class BatchNormBijector(LayerVariables, tfb.Bijector):
             forward_min_event_ndims=1,
             parameters=parameters,
             name=name,
-            dtype=tf.as_dtype(layer.compute_dtype),
+            dtype=tf.as_dtype(layer.variable_dtype),
         )
 
     @classmethod
@@ -73,7 +103,7 @@ class BatchNormBijector(LayerVariables, tfb.Bijector):
     def _inverse_stats(self, y, update: bool):
         if not self._training:
             return self._moving()
-        mean, variance = feature_moments(y)
+        mean, variance = global_moments(y)
         if update:
             layer, momentum = self._layer, self._layer.momentum
             # Moving averages follow the statistics; they must not carry gradients.

@@ -16,7 +16,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from kflows import inputs
-from kflows.bijectors.batch_norm import BatchNormBijector, feature_moments
+from kflows.bijectors.batch_norm import BatchNormBijector
 from kflows.layers.layer import FlowLayer
 
 tfb = tfp.bijectors
@@ -32,6 +32,45 @@ def _as_2d(x, dim, dtype, layer):
     return x
 
 
+def _moments(x: np.ndarray):
+    """Per-feature mean and standard deviation of ``x`` ``[N, D]``, in float64.
+
+    Each feature is divided by its largest magnitude first, so the sums cannot overflow:
+    the statistics of finite data are finite (and no larger than the data). A NaN or an
+    infinity in a feature makes its statistics NaN.
+    """
+    x = np.asarray(x, np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        scale = np.max(np.abs(x), axis=0)
+        scale = np.where(scale > 0, scale, 1.0)
+        z = x / scale
+        return scale * z.mean(0), scale * z.std(0)
+
+
+def _checked(layer, dtype, what: str, **statistics):
+    """Each per-feature statistic cast to ``dtype``; a ValueError if one is not finite there.
+
+    The error names the layer, the statistic and the features, so a non-finite value is
+    never stored in a weight.
+    """
+    cast = {}
+    for name, value in statistics.items():
+        value = tf.cast(tf.constant(value, tf.float64), dtype)
+        bad = np.flatnonzero(~tf.math.is_finite(value).numpy())
+        if bad.size:
+            shown = np.asarray(statistics[name], np.float64)[bad[:5]].tolist()
+            raise ValueError(
+                f"{type(layer).__name__} layer {layer.name!r} cannot {what}: expected a finite "
+                f"{name.replace('_', ' ')} for every feature in {tf.as_dtype(dtype).name}; got "
+                f"{shown} for feature(s) {bad[:5].tolist()}"
+                + (f" and {bad.size - 5} more" if bad.size > 5 else "")
+                + ". Its weights are unchanged. Check the data reaching it for NaN, inf or "
+                f"magnitudes its {tf.as_dtype(dtype).name} statistics cannot hold."
+            )
+        cast[name] = value
+    return cast
+
+
 @keras.saving.register_keras_serializable(package="kflows")
 class ActNorm(FlowLayer):
     """Activation normalization: a learned per-feature affine map, initialised from data.
@@ -41,7 +80,11 @@ class ActNorm(FlowLayer):
     mean and log standard deviation of the layer's input, so the layer's output (base side)
     has zero mean and unit variance per feature; afterwards both are ordinary trainable
     weights. An ``initialized`` flag is saved with the model, so a reloaded flow is not
-    initialised again. Before initialisation the layer is the identity.
+    initialised again. Before initialisation the layer is the identity. The statistics are
+    computed in float64 (data at 1e20 initialises a float32 layer correctly); a statistic
+    that is not finite (NaN or inf reaching the layer) is refused with a ``ValueError``.
+    Under a ``tf.distribute`` strategy, ``fit`` initialises it from the first global batch,
+    the same on every worker.
 
     Fast direction: **both**. Context: ignored.
 
@@ -86,12 +129,24 @@ class ActNorm(FlowLayer):
         return not self.built or not bool(self.initialized.numpy())
 
     def initialize(self, x, context=None):
-        """Sets ``shift`` and ``log_scale`` so that ``x`` maps to zero mean, unit variance."""
-        x = _as_2d(x, self.event_dim, self.compute_dtype, type(self).__name__)
-        mean, variance = feature_moments(x)
-        std = tf.maximum(tf.sqrt(variance), self.epsilon)
-        self.shift.assign(mean)
-        self.log_scale.assign(tf.math.log(std))
+        """Sets ``shift`` and ``log_scale`` so that ``x`` maps to zero mean, unit variance.
+
+        The statistics are computed in float64 and stored in ``variable_dtype``. Raises a
+        ``ValueError`` naming the features and the statistic when one is not finite (the
+        data reaching the layer holds NaN or inf); the weights and the ``initialized``
+        flag are then left as they were.
+        """
+        x = _as_2d(x, self.event_dim, self.variable_dtype, type(self).__name__)
+        mean, std = _moments(x.numpy())
+        stats = _checked(
+            self,
+            self.variable_dtype,
+            "be initialised from this data",
+            mean=mean,
+            standard_deviation=np.maximum(std, self.epsilon),
+        )
+        self.shift.assign(stats["mean"])
+        self.log_scale.assign(tf.math.log(stats["standard_deviation"]))
         self.initialized.assign(True)
 
     def make_bijector(self, context=None, training=False):
@@ -113,6 +168,14 @@ class BatchNorm(FlowLayer):
     updated; otherwise the moving averages are used, so ``evaluate``, ``log_prob`` and
     ``sample`` see a fixed map. Sampling (forward) always uses the moving averages. The
     log-det treats the statistics as constants (Dinh et al., 2017).
+
+    Under a ``tf.distribute`` strategy (``MirroredStrategy``, ``MultiWorkerMirroredStrategy``)
+    with several replicas, the training statistics are synchronised: each replica sums its
+    rows and squared deviations and the sums are all-reduced, so ``mean`` and ``var`` are
+    those of the *global* batch, every replica applies the same map, and the moving
+    averages equal those of one device fed the whole batch (and stay equal on every
+    replica). This adds a few all-reduces of ``D + 1`` numbers per layer to each training
+    step. On one device, and outside training, nothing changes.
 
     The moving variance starts at ``1 - epsilon`` so that the layer starts as the identity.
 
@@ -232,9 +295,17 @@ class Standardize(FlowLayer):
     def adapt(self, data) -> None:
         """Computes the per-feature mean and standard deviation of ``data``.
 
+        The sums run in float64; the statistics are stored in ``variable_dtype``.
+
         Args:
             data: ``x`` ``[N, D]``, ``(x, context)``, a dict, or a ``tf.data.Dataset`` of
                 such batches (the forms of :mod:`kflows.inputs`; only ``x`` is used).
+
+        Raises:
+            ValueError: the data holds NaN or inf, or a statistic is not finite in
+                ``variable_dtype`` (its sums overflowed, or a mean beyond float32's range
+                for a float32 layer); the error names the features and the statistic, and
+                the weights and the ``adapted`` flag are left as they were.
         """
         batches = data if isinstance(data, tf.data.Dataset) else [data]
         count, offset, total, total_sq = 0, None, 0.0, 0.0
@@ -243,16 +314,26 @@ class Standardize(FlowLayer):
             x = inputs.check_array(x, "data to adapt Standardize", self.event_dim, np.float64)
             if not self.built:
                 self.build((None, x.shape[-1]))
-            # Sums of deviations from the first batch's mean keep the variance accurate.
-            offset = x.mean(0) if offset is None else offset
-            x = x - offset
-            count, total, total_sq = count + len(x), total + x.sum(0), total_sq + (x * x).sum(0)
+            with np.errstate(over="ignore", invalid="ignore"):  # an overflow is refused below
+                # Sums of deviations from the first batch's mean keep the variance accurate.
+                offset = x.mean(0) if offset is None else offset
+                x = x - offset
+                total, total_sq = total + x.sum(0), total_sq + (x * x).sum(0)
+            count += len(x)
         if count == 0:
             raise ValueError("Expected data to adapt Standardize; got no rows.")
-        mean = total / count
-        std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
-        self.mean.assign((offset + mean).astype(self.variable_dtype))
-        self.std.assign(np.maximum(std, self.epsilon).astype(self.variable_dtype))
+        with np.errstate(invalid="ignore", over="ignore"):
+            mean = total / count
+            std = np.sqrt(np.maximum(total_sq / count - mean * mean, 0.0))
+        stats = _checked(
+            self,
+            self.variable_dtype,
+            "adapt to this data",
+            mean=offset + mean,
+            standard_deviation=np.maximum(std, self.epsilon),
+        )
+        self.mean.assign(stats["mean"])
+        self.std.assign(stats["standard_deviation"])
         self.adapted.assign(True)
 
     @property
