@@ -55,10 +55,47 @@ class IdentityTails(tfb.Bijector):
         return self._apply(lambda v, event_ndims: self._spline.forward(v), x, x)
 
     def _inverse(self, y):
-        return self._apply(lambda v, event_ndims: self._spline.inverse(v), y, y)
+        return self._apply(self._spline_inverse, y, y)
+
+    def _spline_inverse(self, y, event_ndims=0):
+        """The spline's inverse, with the gradient of the implicit function theorem.
+
+        ``tfb.RationalQuadraticSpline.inverse`` cuts its gradient where ``y`` is exactly a
+        knot (it returns 0 there through a ``tf.where``), so at such points the gradients
+        with respect to ``y`` and to the spline's parameters come out wrong (zero for
+        ``y``); at initialisation the knots sit at round numbers such as 0, which data
+        hits. With ``x = f^-1(y)``: ``dx/dy = 1 / f'(x)`` and ``dx/dtheta = -(df/dtheta)(x) /
+        f'(x)``, computed from the forward map, which has no such cut.
+        """
+        spline = self._spline
+        params = [tf.convert_to_tensor(p) for p in (spline.bin_widths, spline.bin_heights)] + [
+            tf.convert_to_tensor(spline.knot_slopes)
+        ]
+
+        @tf.custom_gradient
+        def inverse(y, widths, heights, slopes):
+            x = spline.inverse(y)
+
+            def grad(dx):
+                with tf.GradientTape() as tape:
+                    tape.watch([widths, heights, slopes])
+                    same = tfb.RationalQuadraticSpline(
+                        widths, heights, slopes, range_min=spline.range_min
+                    )
+                    fx = same.forward(x)
+                slope = tf.exp(same.forward_log_det_jacobian(x, event_ndims=0))
+                dy = dx / slope
+                dparams = tape.gradient(fx, [widths, heights, slopes], output_gradients=-dy)
+                return [dy, *dparams]
+
+            return x, grad
+
+        return inverse(y, *params)
 
     def _forward_log_det_jacobian(self, x):
         return self._apply(self._spline.forward_log_det_jacobian, x, tf.zeros_like(x))
 
     def _inverse_log_det_jacobian(self, y):
-        return self._apply(self._spline.inverse_log_det_jacobian, y, tf.zeros_like(y))
+        # Minus the forward log-det at the inverse (TFP's own inverse log-det cuts its
+        # gradient at the knots, as its inverse does); the cache shares the inverse.
+        return -self._forward_log_det_jacobian(self.inverse(y))
