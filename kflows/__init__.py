@@ -12,8 +12,10 @@ from kflows import (
     bijectors,
     builders,
     data,
+    diagnostics,
     inputs,
     layers,
+    nan_guard,
     networks,
     transforms,
 )
@@ -34,6 +36,7 @@ from kflows.layers import (
     Reverse,
     Standardize,
 )
+from kflows.nan_guard import NonFiniteError
 from kflows.networks import MADE, MLP, Conditioner
 from kflows.saving import load
 from kflows.serving import export
@@ -48,6 +51,7 @@ __all__ = sorted(
         *builders.__all__,
         *("Conditioner", "MADE", "MLP"),
         *("Flow", "export", "load"),
-        *("bijectors", "data", "inputs", "networks", "transforms"),
+        *("bijectors", "data", "diagnostics", "inputs", "networks", "transforms"),
+        *nan_guard.__all__,
     }
 )

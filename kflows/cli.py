@@ -134,20 +134,6 @@ def _finite(result: dict, what: str, advice: str) -> dict:
 
 
 # ---------------------------------------------------------------- commands
-def _stop_on_non_finite():
-    import keras
-
-    class StopOnNonFinite(keras.callbacks.Callback):
-        """Stops training at the first non-finite batch loss (quietly, unlike TerminateOnNaN)."""
-
-        def on_train_batch_end(self, batch, logs=None):
-            loss = (logs or {}).get("loss")
-            if loss is not None and not math.isfinite(float(loss)):
-                self.model.stop_training = True
-
-    return StopOnNonFinite()
-
-
 def _train(args) -> dict:
     _check_out(args.out, args.overwrite)
     x = _data(args.data)
@@ -155,6 +141,7 @@ def _train(args) -> dict:
     import keras
 
     from kflows import builders, data
+    from kflows.nan_guard import NonFiniteError
 
     train, test = data.split(x, seed=args.seed)
     keras.utils.set_random_seed(args.seed)
@@ -165,14 +152,17 @@ def _train(args) -> dict:
         options["hidden_units"] = tuple(args.hidden)
     flow = getattr(builders, args.flow)(event_dim=x.shape[1], **options)
     flow.compile(optimizer=keras.optimizers.Adam(args.lr))
-    with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON result
-        flow.fit(
-            train,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            verbose=args.verbose,
-            callbacks=[_stop_on_non_finite()],
-        )
+    try:
+        with contextlib.redirect_stdout(sys.stderr):  # stdout carries only the JSON result
+            flow.fit(train, epochs=args.epochs, batch_size=args.batch_size, verbose=args.verbose)
+    except NonFiniteError as err:  # the NaN guard stopped training
+        found = err.report.first_non_finite if err.report is not None else None
+        raise NonFiniteResult(
+            f"training diverged at batch {err.batch} of epoch {err.epoch}"
+            f"{'' if found is None else f' ({found})'}, so {args.out!r} was not saved "
+            f"(the batch is in {err.path}). Try a smaller --lr (got {args.lr:g}), data "
+            "standardised to zero mean and unit variance, or fewer --layers."
+        ) from None
     result = flow.evaluate(test, batch_size=4096, verbose=0, return_dict=True)
     result = {"test_nll": float(result["loss"]), "bits_per_dim": float(result["bits_per_dim"])}
     _finite(

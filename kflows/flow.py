@@ -117,8 +117,9 @@ class Flow(Trainer, keras.Model):
             )
         self.context_dim = None if context_dim is None else int(context_dim)
         self._event_dim = None
-        self.nll = keras.metrics.Mean(name="loss")
-        self.bits_per_dim = keras.metrics.Mean(name="bits_per_dim")
+        # In the flow's precision: a float64 flow reports a float64 loss.
+        self.nll = keras.metrics.Mean(name="loss", dtype=self.variable_dtype)
+        self.bits_per_dim = keras.metrics.Mean(name="bits_per_dim", dtype=self.variable_dtype)
         if event_dim is not None:
             if (
                 isinstance(event_dim, bool)

@@ -10,6 +10,7 @@ bits per feature.
 from __future__ import annotations
 
 import math
+import os
 import re
 
 import keras
@@ -17,6 +18,8 @@ import numpy as np
 import tensorflow as tf
 
 from kflows import inputs
+from kflows import nan_guard as guard
+from kflows._precision import data_floatx
 
 
 def jit_compile_policy(jit_compile="auto"):
@@ -29,6 +32,22 @@ def jit_compile_policy(jit_compile="auto"):
     if jit_compile == "auto" and not tf.config.list_logical_devices("GPU"):
         return False
     return jit_compile
+
+
+def _multi_worker_logs(logs):
+    """A step's logs in the form Keras reduces across the workers of a multi-worker strategy.
+
+    Keras 3 (3.15) reduces the logs of a ``MultiWorkerMirroredStrategy`` step with several
+    workers by ``strategy.reduce("MEAN", value, axis=0)``, which refuses scalars ("Invalid
+    reduction dimension 0 for input with 0 dimensions", tensorflow/tensorflow#72388). There,
+    each replica gives its value as a ``[1]`` vector; the reduction then averages them over
+    the replicas, as Keras does for the other strategies.
+    """
+    strategy = tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    if replicas == 1 or replicas == len(strategy.extended.worker_devices):
+        return logs  # one device, or every replica on this host
+    return {name: tf.reshape(value, [1]) for name, value in logs.items()}
 
 
 class _EpochTracker(keras.callbacks.Callback):
@@ -131,17 +150,32 @@ class Trainer:
         self.bits_per_dim.update_state(
             -log_prob / (self._event_dim * math.log(2.0)), sample_weight=weight
         )
-        return {m.name: m.result() for m in self.metrics}
+        return _multi_worker_logs({m.name: m.result() for m in self.metrics})
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras 3 (3.15) first reduces a batch across replicas with strategy.reduce, which
+        # takes one tensor: with several MultiWorkerMirroredStrategy workers it fails on the
+        # dicts a flow trains on ("Attempt to convert a value ({'x': PerReplica...")). fit
+        # and evaluate build the flow and its optimizer before (_start): nothing is left to
+        # build symbolically.
+        optimizer = getattr(self, "optimizer", None)
+        if self.built and (optimizer is None or optimizer.built):
+            return
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def train_step(self, data):
         x, context, weight = inputs.split(data, inputs.BATCH_KEYS)
+        guard = getattr(self, "_nan_guard", None)  # read when the step is traced
+        saved = guard.snapshot(self.non_trainable_weights) if guard is not None else ()
         with tf.GradientTape() as tape:
             log_prob = self._score(x, context, training=True)
             loss = self.compute_loss(x=x, y_pred=log_prob, sample_weight=weight, training=True)
             scaled = self.optimizer.scale_loss(loss)
         weights = self.trainable_variables
-        if weights:  # a flow of fixed layers only has nothing to update
-            grads = tape.gradient(scaled, weights)
+        grads = tape.gradient(scaled, weights) if weights else []
+        if guard is not None:
+            guard.step(self.optimizer, loss, grads, weights, (x, context, weight), saved)
+        elif weights:  # a flow of fixed layers only has nothing to update
             self.optimizer.apply_gradients(zip(grads, weights, strict=True))
         return self._track(loss, log_prob, weight)
 
@@ -155,16 +189,17 @@ class Trainer:
         x, context = inputs.split(data)
         return self._score(*self._prepare(x, context), training=False)
 
-    def _data(self, data, sample_weight, what: str, rows: int | None):
+    def _data(self, data, sample_weight, what: str, rows: int | None, need_first=False):
         """Any accepted form of data -> ``(dicts for Keras, a first batch)``, checked.
 
         In-memory data is checked whole now; a dataset is checked batch by batch as it
-        streams. The first batch (``rows`` rows) builds the flow and initialises layers
-        that learn from data.
+        streams. The first batch (``rows`` rows) builds the flow, initialises layers that
+        learn from data and sizes the NaN guard's buffer; a dataset is read for it only
+        when one of those needs it.
         """
         if data is None:
             raise ValueError(f"Expected {what} data; got None.")
-        dtype = self.compute_dtype
+        dtype = self.input_dtype
         widths = {"x": self._event_dim, "context": self.context_dim}
         if isinstance(data, tf.data.Dataset):
             if sample_weight is not None:
@@ -173,7 +208,7 @@ class Trainer:
                     "dicts) when the data is a dataset; got sample_weight= as well."
                 )
             data = inputs.dataset_as_dicts(data, what, dtype, widths)
-            if self.built and not self.needs_data_init:
+            if self.built and not self.needs_data_init and not need_first:
                 return data, None
             try:
                 return data, next(iter(data))
@@ -222,7 +257,15 @@ class Trainer:
             with self.distribute_strategy.scope():
                 self.optimizer.build(self.trainable_variables)
 
-    def fit(self, x=None, y=None, sample_weight=None, validation_data=None, **kwargs):
+    def fit(
+        self,
+        x=None,
+        y=None,
+        sample_weight=None,
+        validation_data=None,
+        nan_guard: bool | str | os.PathLike = True,
+        **kwargs,
+    ):
         """Keras ``fit`` on ``x``, ``(x, context)``, a dict or a ``tf.data.Dataset`` of them.
 
         A flow takes no targets. ``sample_weight`` (``[N]``, non-negative) weights each
@@ -230,6 +273,15 @@ class Trainer:
         checked before training (shape, dtype, NaN/inf); a dataset is checked as it streams,
         and a non-finite batch stops training with an error naming it, with the weights
         from before that batch. Layers that initialise from data see the first batch.
+
+        The NaN guard (``nan_guard``, on by default) never applies a step whose loss or
+        gradients are NaN or inf (or whose gradients are too large to square, as Adam
+        does): training stops, the weights and optimizer state stay
+        those from before that step, the batch is saved to a new ``.npz`` file (in a new
+        temporary directory, or in the directory ``nan_guard`` names), and
+        :class:`kflows.NonFiniteError` names the batch, the file and the layer that first
+        made a NaN or inf on it (see :mod:`kflows.nan_guard`). ``nan_guard=False`` turns
+        it off.
         """
         if y is not None:
             raise ValueError(
@@ -237,16 +289,28 @@ class Trainer:
             )
         if kwargs.get("class_weight") is not None:
             raise ValueError("A Flow has no classes; got class_weight. Use sample_weight.")
-        data, first = self._data(x, sample_weight, "training", kwargs.get("batch_size"))
+        nan_guard = guard.check_option(nan_guard)
+        data, first = self._data(
+            x, sample_weight, "training", kwargs.get("batch_size"), need_first=bool(nan_guard)
+        )
         if validation_data is not None:
             validation_data = self._data(validation_data, None, "validation", None)[0]
         self._start(first)
+        watch = guard.prepare(self, nan_guard, first)
         tracker = _EpochTracker()
         callbacks = [*(kwargs.pop("callbacks", None) or []), tracker]
+        if watch is not None:
+            callbacks.insert(0, watch)  # stops training before other callbacks' epoch ends
         try:
-            return super().fit(data, validation_data=validation_data, callbacks=callbacks, **kwargs)
+            with data_floatx(self.input_dtype):  # Keras would round float64 data to float32
+                history = super().fit(
+                    data, validation_data=validation_data, callbacks=callbacks, **kwargs
+                )
         except tf.errors.InvalidArgumentError as err:
             raise (_non_finite_error(err, tracker.epoch) or err) from None
+        if watch is not None:
+            watch.raise_if_tripped(self, history)
+        return history
 
     def evaluate(self, x=None, y=None, sample_weight=None, **kwargs):
         """Mean NLL in nats (``loss``) and ``bits_per_dim`` of ``x`` or ``(x, context)``.
@@ -259,7 +323,8 @@ class Trainer:
         data, first = self._data(x, sample_weight, "evaluation", kwargs.get("batch_size"))
         self._start(first, initialize=False)  # evaluating never changes the weights
         try:
-            return super().evaluate(data, **kwargs)
+            with data_floatx(self.input_dtype):
+                return super().evaluate(data, **kwargs)
         except tf.errors.InvalidArgumentError as err:
             raise (_non_finite_error(err, None) or err) from None
 
@@ -271,11 +336,12 @@ class Trainer:
         if isinstance(x, tf.data.Dataset):
             return super().predict(x, **kwargs)
         data, context = inputs.split(x)
-        data = {"x": inputs.as_tensor(data, "x", self._event_dim, self.compute_dtype)}
+        data = {"x": inputs.as_tensor(data, "x", self._event_dim, self.input_dtype)}
         if context is not None:
             data["context"] = inputs.as_tensor(
-                context, "context", self.context_dim, self.compute_dtype, "C"
+                context, "context", self.context_dim, self.input_dtype, "C"
             )
         if not self.built:
             self._prepare(data["x"], data.get("context"))
-        return super().predict(data, **kwargs)
+        with data_floatx(self.input_dtype):
+            return super().predict(data, **kwargs)

@@ -96,10 +96,6 @@ NO_CONTEXT = {n for n, layer in _SAMPLES.items() if not layer.uses_context}
 #: tests/test_normalization.py and tests/test_support.py check what they start as.
 SET_AT_INIT = {n for n, layer in _SAMPLES.items() if layer.initialisation in ("data", "fixed")}
 
-#: Layers whose autodiff Jacobian ``pfor`` cannot vectorize (the ODE solver's adjoint
-#: gradient is a while loop over TensorLists); the Jacobian check loops over rows instead.
-NOT_VECTORIZABLE = {"ffjord"}
-
 #: Layers whose bijector does not pickle: FFJORD's solver and trace functions are closures,
 #: as are the ones TFP's own FFJORD examples pass in.
 NOT_PICKLABLE = {"ffjord"}

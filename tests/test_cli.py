@@ -155,7 +155,7 @@ def test_diverged_training_exits_1_prints_no_json_and_saves_nothing(capsys, tmp_
     out = tmp_path / "m.keras"
     code, stdout, err = call(capsys, "train", "--data", tmp_path / "huge.npy", *TINY, "--out", out)
     assert code == 1 and stdout == ""
-    assert_one_line_error(err, "test NLL is not finite", "not saved", "--lr")
+    assert_one_line_error(err, "training diverged at batch 0 of epoch 0", "not saved", "--lr")
     assert not out.exists() and os.listdir(tmp_path) == ["huge.npy"]
 
 

@@ -231,3 +231,27 @@ def test_standardize_refuses_statistics_its_dtype_cannot_hold():
         wide.adapt(np.array([[1.0, 1e200], [2.0, -1e200]]))
     assert not wide.is_adapted
     np.testing.assert_array_equal(wide.std.numpy(), [1.0, 1.0])
+
+
+def test_batch_norm_training_log_prob_uses_the_batch_statistics_log_det():
+    """In training the density direction normalises with the batch's statistics: its
+    log-det must be theirs, not the moving averages' (TFP asks for the forward log-det at
+    inverse(y))."""
+    layer = kflows.BatchNorm(dtype="float64")
+    flow = kflows.Flow([layer], dtype="float64")
+    flow.build((None, 2))
+    layer.moving_variance.assign([2.0, 0.5])  # far from the batch's variances
+    x = tf.constant(np.random.default_rng(0).normal(3.0, [1.0, 4.0], (64, 2)))
+    expected_ildj = -0.5 * np.sum(np.log(np.var(x.numpy(), axis=0) + layer.epsilon))
+    u = layer.bijector(training=True).inverse(x)
+    base = flow.base.distribution().log_prob(u).numpy()
+    moving_before = layer.moving_mean.numpy().copy()
+    log_prob = flow.log_prob(x, training=True).numpy()
+    np.testing.assert_allclose(log_prob, base + expected_ildj, rtol=1e-12)
+    # One log_prob moves the moving averages once.
+    momentum = layer.momentum
+    np.testing.assert_allclose(
+        layer.moving_mean.numpy(),
+        momentum * moving_before + (1 - momentum) * np.mean(x.numpy(), axis=0),
+        rtol=1e-12,
+    )

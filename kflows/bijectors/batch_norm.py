@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from kflows.bijectors.one_pass import OnePassBijector
 from kflows.bijectors.variables import LayerVariables
 
 if TYPE_CHECKING:
@@ -47,12 +48,15 @@ def global_moments(x):
     return mean, squares / count
 
 
-class BatchNormBijector(LayerVariables, tfb.Bijector):
+class BatchNormBijector(LayerVariables, OnePassBijector):
     """``x = (u - beta) * exp(-log_gamma) * sqrt(var + eps) + mean`` for a :class:`BatchNorm`.
 
     The density direction (inverse) uses the batch's statistics in training and updates the
     layer's moving averages; otherwise, and always for sampling (forward), it uses the
-    moving averages. The log-det treats the statistics as constants, as in Real NVP. Under
+    moving averages. The log-det treats the statistics as constants, as in Real NVP, and is
+    the one of the statistics the value used: ``log_prob`` in training asks TFP for the
+    forward log-det at ``inverse(y)``, which is the batch statistics' (a
+    :class:`~kflows.bijectors.OnePassBijector` remembers it), not the moving ones'. Under
     a ``tf.distribute`` strategy with several replicas, the batch statistics are those of
     the global batch (:func:`global_moments`), so every replica normalises alike and the
     moving averages stay equal on all of them. The maths runs in the layer's
@@ -115,20 +119,21 @@ class BatchNormBijector(LayerVariables, tfb.Bijector):
             )
         return mean, variance
 
-    def _forward(self, x):
+    def _forward_and_log_det(self, x):
         mean, variance = self._moving()
-        return (x - self._beta(x.dtype)) * tf.exp(-self._log_scale(variance)) + mean
+        log_scale = self._log_scale(variance)
+        y = (x - self._beta(x.dtype)) * tf.exp(-log_scale) + mean
+        return y, tf.broadcast_to(-tf.reduce_sum(log_scale, axis=-1), tf.shape(x)[:-1])
+
+    def _inverse_and_log_det(self, y, update=False):
+        mean, variance = self._inverse_stats(y, update=update)
+        log_scale = self._log_scale(variance)
+        x = (y - mean) * tf.exp(log_scale) + self._beta(y.dtype)
+        return x, tf.broadcast_to(tf.reduce_sum(log_scale, axis=-1), tf.shape(y)[:-1])
 
     def _inverse(self, y):
-        mean, variance = self._inverse_stats(y, update=True)
-        return (y - mean) * tf.exp(self._log_scale(variance)) + self._beta(y.dtype)
-
-    def _forward_log_det_jacobian(self, x):
-        _, variance = self._moving()
-        ldj = -tf.reduce_sum(self._log_scale(variance), axis=-1)
-        return tf.broadcast_to(ldj, tf.shape(x)[:-1])
-
-    def _inverse_log_det_jacobian(self, y):
-        _, variance = self._inverse_stats(y, update=False)
-        ildj = tf.reduce_sum(self._log_scale(variance), axis=-1)
-        return tf.broadcast_to(ildj, tf.shape(y)[:-1])
+        # The one place that moves the moving averages: once per inverse, never when a
+        # log-det is asked for on its own.
+        x, ildj = self._inverse_and_log_det(y, update=True)
+        self._one_pass_memo.put(x, y, ildj, direction="inverse")
+        return x
