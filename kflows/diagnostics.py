@@ -265,8 +265,12 @@ class Report:
     first_non_finite: Finding | None = None
 
     def __str__(self):
+        # Names are never cut: a table must name every layer as the flow does.
+        w = max([24, *(len(r.name) for r in self.layers)])
+        k = max([22, *(len(r.kind) for r in self.layers)])
         header = (
-            f"{'#':>3} {'layer':<24} {'kind':<22} {'largest':>9} {'round trip':>10} {'log-det':>9} "
+            f"{'#':>3} {'layer':<{w}} {'kind':<{k}} {'largest':>9} {'round trip':>10} "
+            f"{'log-det':>9} "
             f"{'out of bound':>12} {'cond':>9} {'NaN/inf rows':>12} {'NaN grads':>9} "
             f"{'grad norm':>9}"
         )
@@ -274,7 +278,7 @@ class Report:
         for r in self.layers:
             nan_rows = f"{r.non_finite_values}/{r.non_finite_log_det}"
             lines.append(
-                f"{r.index:>3} {r.name[:24]:<24} {r.kind[:22]:<22} {_fmt(r.largest):>9} "
+                f"{r.index:>3} {r.name:<{w}} {r.kind:<{k}} {_fmt(r.largest):>9} "
                 f"{_fmt(r.round_trip_error):>10} {_fmt(r.log_det_error):>9} "
                 f"{_fmt(r.out_of_bound, '.1%'):>12} {_fmt(r.condition_number):>9} "
                 f"{nan_rows:>12} {_fmt(r.non_finite_gradients, 'd'):>9} "

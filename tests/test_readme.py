@@ -73,7 +73,8 @@ def test_shell_blocks_run(tmp_path):
     shell = [b for b in blocks("bash") if b[2] is None]
     setup, *rest = shell
     first, tests = commands(setup[1])
-    assert first.startswith("pip install") and tests == "python -m pytest -q -n auto tests"
+    assert first.startswith("pip install")
+    assert tests == "python -m pytest -q -n auto --durations=25 tests"
     # CI runs the pip install and the tests (.ci/run); the main job runs here, as written.
     main_job = first.split("&&", 1)[1].split()
     assert main_job[:2] == ["python", "examples/two_moons.py"]
