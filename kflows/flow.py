@@ -260,9 +260,6 @@ class Flow(Trainer, keras.Model):
     # ------------------------------------------------------------------ density & sampling
     def _score(self, x, context, training=False):
         """Log-density of checked tensors; outside training, overflow scores ``-inf``."""
-        # Keras' data adapters hand fit float32 batches whatever the arrays held.
-        x = tf.cast(x, self.input_dtype)
-        context = None if context is None else tf.cast(context, self.input_dtype)
         log_prob = self.distribution(context, training=training).log_prob(x)
         if training:
             return log_prob  # training data is checked finite; keep the step lean
