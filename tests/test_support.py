@@ -58,7 +58,9 @@ def test_log_prob_is_minus_inf_outside_the_support_never_nan(case):
     lp = log_prob.numpy()
     # The same in a compiled graph, as in fit/evaluate.
     compiled = tf.function(lambda x: flow.distribution().log_prob(x), jit_compile=True)
-    np.testing.assert_allclose(compiled(x), lp, rtol=1e-5)
+    # atol: float32 sums of O(1) terms round at ~1e-6 whatever the result, and a log-density
+    # near 0 (unseeded initial weights make one now and then) has no relative precision.
+    np.testing.assert_allclose(compiled(x), lp, rtol=1e-5, atol=1e-5)
     x_np = x.numpy()
     out = np.isin(x_np, outside).any(axis=1)
     assert np.all(np.isfinite(lp[~out]))
