@@ -12,7 +12,7 @@ import tensorflow_probability as tfp
 from kflows import inputs, serving
 from kflows._tracking import track_items
 from kflows.bases import Base, Fixed, StandardNormal
-from kflows.bijectors import RowGuard, overflow_as_zero_density
+from kflows.bijectors import RowGuard, nan_unless_finite_weights, overflow_as_zero_density
 from kflows.layers.layer import FlowLayer
 from kflows.training import Trainer
 
@@ -24,6 +24,14 @@ def _is_shape(s) -> bool:
     return isinstance(s, tf.TensorShape) or (
         isinstance(s, (list, tuple)) and all(d is None or isinstance(d, int) for d in s)
     )
+
+
+def _open_batch_spec(tensor) -> tf.TensorSpec:
+    """``tensor``'s spec with every axis but the last (features) of unknown size."""
+    shape = tensor.shape
+    if shape.rank:
+        shape = [None] * (shape.rank - 1) + [shape[-1]]
+    return tf.TensorSpec(shape, tensor.dtype)
 
 
 #: Lazy building creates weights; two threads building one flow would create two sets.
@@ -282,7 +290,7 @@ class Flow(Trainer, keras.Model):
         if inputs.is_symbolic(x) and isinstance(x, keras.KerasTensor):
             return self(x if context is None else (x, context))
         x, context = self._prepare(x, context)
-        return self._score(x, context, training=training)
+        return self._traced("log_prob", self._score, x, context, training=bool(training))
 
     def _sample_args(self, num_samples, context, seed):
         num_samples = inputs.num_samples(num_samples)
@@ -304,12 +312,53 @@ class Flow(Trainer, keras.Model):
         A context row holding NaN or inf gives NaN samples for that row.
         """
         num_samples, context, seed = self._sample_args(num_samples, context, seed)
-        return self.distribution(context).sample(num_samples, seed=seed)
+        return self._traced("sample", self._draw, num_samples, context, seed, with_log_prob=False)
 
     def sample_and_log_prob(self, num_samples, context=None, seed=None):
         """Samples and their log-densities in one pass (fast for IAF-style layers)."""
         num_samples, context, seed = self._sample_args(num_samples, context, seed)
-        return self.distribution(context).experimental_sample_and_log_prob(num_samples, seed=seed)
+        return self._traced(
+            "sample_and_log_prob", self._draw, num_samples, context, seed, with_log_prob=True
+        )
+
+    def _draw(self, num_samples, context, seed, with_log_prob):
+        """Samples (and their log-densities); all NaN if a weight is not finite."""
+        distribution = self.distribution(context)
+        if with_log_prob:
+            drawn = distribution.experimental_sample_and_log_prob(num_samples, seed=seed)
+        else:
+            drawn = distribution.sample(num_samples, seed=seed)
+        return nan_unless_finite_weights(drawn, self.weights)
+
+    def _traced(self, name, fn, *args, **options):
+        """Runs ``fn(*args, **options)`` as one graph per input signature when called eagerly.
+
+        Eager TFP runs a flow op by op (hundreds of small ops per layer); a ``tf.function``
+        per public method and signature (dtypes, ranks and feature sizes; batch sizes are
+        left open, so a new batch size does not retrace) runs them as one graph, and
+        gradients still reach tensor inputs. Inside a caller's own ``tf.function`` the ops
+        join the caller's graph. The functions live outside Keras' attribute tracking, so
+        saving and export never see them.
+        """
+        if not tf.executing_eagerly():
+            return fn(*args, **options)
+        args = [tf.constant(a, tf.int32) if isinstance(a, int) else a for a in args]
+        specs = [None if a is None else _open_batch_spec(a) for a in args]
+        present = [i for i, spec in enumerate(specs) if spec is not None]
+        functions = self.__dict__.setdefault("_kflows_traced", {})
+        key = (name, *sorted(options.items()), *specs)
+        if key not in functions:
+
+            def run(*tensors):
+                full = [None] * len(args)
+                for i, tensor in zip(present, tensors, strict=True):
+                    full[i] = tensor
+                return fn(*full, **options)
+
+            functions[key] = tf.function(
+                run, input_signature=[specs[i] for i in present], autograph=False
+            )
+        return functions[key](*(args[i] for i in present))
 
     # ------------------------------------------------------------------ data init
     @property

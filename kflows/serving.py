@@ -346,20 +346,17 @@ def _endpoints(flow: Flow) -> dict:
         return {"log_prob": flow.log_prob(x, context)}
 
     def sample(num_samples, seed, context=None):
-        dist = _distribution(context)
-        return {"samples": dist.sample(_checked_num_samples(num_samples), seed=seed)}
+        return {"samples": _draw(num_samples, seed, context, with_log_prob=False)}
 
     def sample_and_log_prob(num_samples, seed, context=None):
-        dist = _distribution(context)
-        samples, log_prob = dist.experimental_sample_and_log_prob(
-            _checked_num_samples(num_samples), seed=seed
-        )
+        samples, log_prob = _draw(num_samples, seed, context, with_log_prob=True)
         return {"samples": samples, "log_prob": log_prob}
 
-    def _distribution(context):
+    def _draw(num_samples, seed, context, with_log_prob):
         if context is not None:
             context = _checked_features(context, "context", ctx_dim)
-        return flow.distribution(context)
+        num_samples = _checked_num_samples(num_samples)
+        return flow._draw(num_samples, context, seed, with_log_prob=with_log_prob)
 
     x = tf.TensorSpec([None, dim], dtype, name="x")
     draws = [

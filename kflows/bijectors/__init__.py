@@ -7,7 +7,7 @@ from kflows import _compat  # noqa: F401  (checks the TFP version at import)
 from kflows.bijectors.autoregressive import Autoregressive
 from kflows.bijectors.batch_norm import BatchNormBijector
 from kflows.bijectors.coupling import Coupling
-from kflows.bijectors.guard import RowGuard, overflow_as_zero_density
+from kflows.bijectors.guard import RowGuard, nan_unless_finite_weights, overflow_as_zero_density
 from kflows.bijectors.one_pass import OnePassBijector
 from kflows.bijectors.spline import IdentityTails
 from kflows.bijectors.support import ZeroDensityOutside
@@ -22,5 +22,6 @@ __all__ = [
     "OnePassBijector",
     "RowGuard",
     "ZeroDensityOutside",
+    "nan_unless_finite_weights",
     "overflow_as_zero_density",
 ]

@@ -90,19 +90,40 @@ class RowGuard(tfb.Bijector):
         return self._nan_where_bad_context(ildj, rows_axis_last=False)
 
 
+def _weights_finite(variables) -> tf.Tensor:
+    checks = [
+        tf.reduce_all(tf.math.is_finite(v)) for v in variables if tf.as_dtype(v.dtype).is_floating
+    ]
+    return tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
+
+
+def nan_unless_finite_weights(values, variables):
+    """``values`` (a tensor or a structure of float tensors), all NaN if a weight is not finite.
+
+    A compiled graph does not propagate NaN weights reliably: grappler fuses ``MatMul +
+    BiasAdd + Relu`` into one oneDNN kernel whose ReLU maps NaN to 0, so a network with NaN
+    weights can return finite, meaningless numbers (eager execution gives NaN). The answer
+    of a flow whose weights are not finite is undefined, so it is made NaN explicitly.
+    """
+    finite = _weights_finite(variables)
+
+    def guard(t):
+        return tf.where(finite, t, tf.constant(math.nan, t.dtype))
+
+    return tf.nest.map_structure(guard, values)
+
+
 def overflow_as_zero_density(log_prob, x, context, variables):
     """``log_prob`` with NaN replaced by ``-inf`` where the inputs and weights were finite.
 
     With finite inputs and finite weights a flow can produce NaN only by overflowing
     (``inf - inf``, ``0 * inf``): the point is so far out that its density underflows to
-    zero in the dtype. Rows with a non-finite input keep what :class:`RowGuard` gave them.
+    zero in the dtype. Rows with a non-finite input keep what :class:`RowGuard` gave them,
+    and every row is NaN when a weight is not finite (:func:`nan_unless_finite_weights`).
     """
     finite = _row_finite(x)
     if context is not None:
         finite = tf.logical_and(finite, _row_finite(context))
-    checks = [
-        tf.reduce_all(tf.math.is_finite(v)) for v in variables if tf.as_dtype(v.dtype).is_floating
-    ]
-    weights_finite = tf.reduce_all(tf.stack(checks)) if checks else tf.constant(True)
-    overflow = tf.logical_and(tf.math.is_nan(log_prob), tf.logical_and(finite, weights_finite))
-    return tf.where(overflow, tf.constant(-math.inf, log_prob.dtype), log_prob)
+    overflow = tf.logical_and(tf.math.is_nan(log_prob), finite)
+    log_prob = tf.where(overflow, tf.constant(-math.inf, log_prob.dtype), log_prob)
+    return nan_unless_finite_weights(log_prob, variables)
