@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kflows.bijectors.spline import IdentityTails
+from kflows.bijectors import spline as spline_bijectors
 
 tfb = tfp.bijectors
 
@@ -181,18 +181,19 @@ class RationalQuadraticSpline(Transform):
         return 3 * self.bins - 1
 
     def _bin_sizes(self, raw, minimum):
-        # A softmax keeps the sizes positive and summing to 2 * bound; zero raw parameters
-        # give uniform bins.
-        fraction = minimum + (1.0 - minimum * self.bins) * tf.math.softmax(raw, axis=-1)
-        return 2.0 * self.bound * fraction
+        # 2 * bound * (minimum + (1 - minimum * bins) * softmax): a softmax keeps the sizes
+        # positive and summing to 2 * bound; zero raw parameters give uniform bins.
+        scale = 2.0 * self.bound
+        return scale * minimum + scale * (1.0 - minimum * self.bins) * tf.math.softmax(raw)
 
     def bijector(self, params):
-        widths = self._bin_sizes(params[..., : self.bins], self.min_bin_width)
-        heights = self._bin_sizes(params[..., self.bins : 2 * self.bins], self.min_bin_height)
-        raw_slopes = params[..., 2 * self.bins :]
+        raw_widths, raw_heights, raw_slopes = tf.split(
+            params, [self.bins, self.bins, self.bins - 1], axis=-1
+        )
+        widths = self._bin_sizes(raw_widths, self.min_bin_width)
+        heights = self._bin_sizes(raw_heights, self.min_bin_height)
         slopes = self.min_slope + tf.math.softplus(raw_slopes + self._slope_offset)
-        spline = tfb.RationalQuadraticSpline(widths, heights, slopes, range_min=-self.bound)
-        return IdentityTails(spline, self.bound)
+        return spline_bijectors.RationalQuadraticSpline(widths, heights, slopes, self.bound)
 
     def get_config(self):
         return {

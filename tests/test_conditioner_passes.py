@@ -44,8 +44,17 @@ def test_the_conditioned_layers_are_all_here():
     assert {"maf_affine", "iaf_affine", "coupling_half", "spline_coupling"} <= set(CONDITIONED)
 
 
+@pytest.fixture
+def eager_functions():
+    """Runs ``tf.function``s eagerly: the flow's traced public methods (and the loops of
+    the slow directions) then call the conditioner once per pass, which the test counts."""
+    tf.config.run_functions_eagerly(True)
+    yield
+    tf.config.run_functions_eagerly(False)
+
+
 @pytest.mark.parametrize("name", CONDITIONED)
-def test_each_direction_runs_the_conditioner_as_its_fast_direction_says(name):
+def test_each_direction_runs_the_conditioner_as_its_fast_direction_says(name, eager_functions):
     flow, layer = make_flow(name, dim=DIM)
     x, _ = data("float32", DIM, n=8)
     calls = count_calls(layer)

@@ -9,7 +9,7 @@ from kflows.bijectors.batch_norm import BatchNormBijector
 from kflows.bijectors.coupling import Coupling
 from kflows.bijectors.guard import RowGuard, nan_unless_finite_weights, overflow_as_zero_density
 from kflows.bijectors.one_pass import OnePassBijector
-from kflows.bijectors.spline import IdentityTails
+from kflows.bijectors.spline import RationalQuadraticSpline
 from kflows.bijectors.support import ZeroDensityOutside
 from kflows.bijectors.variables import LayerVariables
 
@@ -17,9 +17,9 @@ __all__ = [
     "Autoregressive",
     "BatchNormBijector",
     "Coupling",
-    "IdentityTails",
     "LayerVariables",
     "OnePassBijector",
+    "RationalQuadraticSpline",
     "RowGuard",
     "ZeroDensityOutside",
     "nan_unless_finite_weights",
