@@ -23,9 +23,10 @@ from kflows.layers import (
     Permute,
     Reverse,
 )
+from kflows.matching import DEFAULT_VELOCITY, FlowMatching
 from kflows.transforms import RationalQuadraticSpline
 
-__all__ = ["ffjord", "glow", "maf", "nsf", "nsf_coupling", "realnvp"]
+__all__ = ["ffjord", "flow_matching", "glow", "maf", "nsf", "nsf_coupling", "realnvp"]
 
 
 def _count(value, name: str, allow_none: bool = False) -> int | None:
@@ -284,3 +285,89 @@ def ffjord(
         for _ in range(_count(num_layers, "num_layers"))
     ]
     return _flow(layers, event_dim, context_dim, base=base, dtype=dtype, name=name)
+
+
+def flow_matching(
+    num_layers: int = 1,
+    hidden_units=None,
+    conditioner: dict | None = None,
+    sigma_min: float = 1e-4,
+    time_sampler="uniform",
+    coupling="independent",
+    trace: str = "exact",
+    solver: str = "dormand_prince",
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    solver_options: dict | None = None,
+    num_probes: int = 1,
+    probe_seed: int | None = None,
+    seed: int | None = None,
+    base: Base | None = None,
+    context_dim: int | None = None,
+    event_dim: int | None = None,
+    dtype=None,
+    name: str = "flow_matching",
+) -> FlowMatching:
+    """A continuous flow trained by flow matching (:class:`~kflows.FlowMatching`).
+
+    One velocity field, an :class:`~kflows.FFJORD` layer whose network (by default
+    :data:`~kflows.matching.DEFAULT_VELOCITY`, an MLP of widths (128, 128, 128) with
+    ``swish``) sees ``[x, t]`` and the context. ``fit`` regresses it on the conditional
+    optimal-transport path (one network pass per step, no ODE solve); ``log_prob`` and
+    sampling solve its ODE (``solver``, ``rtol``, ``atol``, ``solver_options``, and
+    ``trace``: ``"exact"``, or ``"hutchinson"`` with ``num_probes`` and ``probe_seed`` for
+    large ``D``). A fixed-step ``solver="rk4"`` with ``solver_options={"num_steps": N}``
+    samples at a known cost. ``fit``'s ``loss`` is the regression loss; ``evaluate``'s
+    ``loss`` is the NLL (see :class:`~kflows.FlowMatching`).
+
+    Args:
+        num_layers: must be 1 (one velocity field; deepen it with ``hidden_units``); the
+            keyword is shared with the other builders.
+        sigma_min: width of the path at the data end, in ``[0, 1)``.
+        time_sampler: ``"uniform"`` or ``"logit_normal"`` (or a dict with parameters).
+        coupling: ``"independent"`` or ``"ot"`` (minibatch optimal transport; or a dict
+            with ``reg`` and ``iterations``).
+        probe_seed: seed of the Hutchinson probes (FFJORD's ``seed``).
+        seed: seed of the training noise (None: drawn from Python's ``random``).
+        hidden_units, conditioner, base, context_dim, event_dim, dtype, name: as in
+            :func:`ffjord`.
+
+    Returns:
+        A :class:`~kflows.FlowMatching` model, built when ``event_dim`` is given.
+
+    Raises:
+        TypeError, ValueError: an argument of the wrong type or out of range.
+
+    Example:
+        >>> model = kflows.flow_matching(hidden_units=(64, 64), coupling="ot", event_dim=2)
+        >>> model.flow_layers[0].fast_direction, model.coupling["name"]
+        ('neither', 'ot')
+    """
+    if _count(num_layers, "num_layers") != 1:
+        raise ValueError(
+            "Expected num_layers=1: flow matching trains one velocity field (deepen its "
+            f"network with hidden_units); got {num_layers}."
+        )
+    velocity = FFJORD(
+        conditioner={**DEFAULT_VELOCITY, **_network(hidden_units, conditioner)},
+        trace=trace,
+        num_probes=num_probes,
+        seed=probe_seed,
+        solver=solver,
+        rtol=rtol,
+        atol=atol,
+        solver_options=solver_options,
+        dtype=dtype,
+    )
+    return FlowMatching(
+        [velocity],
+        base=base,
+        context_dim=_count(context_dim, "context_dim", allow_none=True),
+        event_dim=_count(event_dim, "event_dim", allow_none=True),
+        sigma_min=sigma_min,
+        time_sampler=time_sampler,
+        coupling=coupling,
+        seed=seed,
+        dtype=dtype,
+        name=name,
+    )

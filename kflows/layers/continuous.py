@@ -19,7 +19,7 @@ import keras
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kflows import networks
+from kflows import networks, ode
 from kflows.bijectors.variables import LayerVariables
 from kflows.layers.layer import FlowLayer
 
@@ -27,13 +27,22 @@ tfb = tfp.bijectors
 
 #: FFJORD's default dynamics network: smooth, and smaller than the other layers' default.
 DEFAULT_DYNAMICS = {"hidden_units": (64, 64), "activation": "tanh"}
-SOLVERS = {"dormand_prince": tfp.math.ode.DormandPrince, "bdf": tfp.math.ode.BDF}
+#: Adaptive solvers from ``tfp.math.ode`` and fixed-step ones from :mod:`kflows.ode`.
+SOLVERS = {
+    "dormand_prince": tfp.math.ode.DormandPrince,
+    "bdf": tfp.math.ode.BDF,
+    **ode.FIXED_STEP,
+}
 TRACES = ("exact", "hutchinson")
 NOISES = ("rademacher", "gaussian")
 
 
 def make_solver(name: str, rtol: float, atol: float, options: dict | None):
-    """A ``tfp.math.ode`` solver from its name, tolerances and extra keyword options."""
+    """A solver from its name, tolerances and extra keyword options.
+
+    A fixed-step solver (``"midpoint"``, ``"rk4"``) has no error control:
+    ``rtol`` and ``atol`` do not apply to it; its option is ``num_steps``.
+    """
     if name not in SOLVERS:
         raise ValueError(f"Expected solver one of {sorted(SOLVERS)}; got {name!r}.")
     options = dict(options or {})
@@ -52,6 +61,8 @@ def make_solver(name: str, rtol: float, atol: float, options: dict | None):
         )
     if not (rtol > 0 and atol > 0):
         raise ValueError(f"Expected rtol > 0 and atol > 0; got rtol={rtol}, atol={atol}.")
+    if name in ode.FIXED_STEP:
+        return SOLVERS[name](**options)
     if name == "bdf":
         # BDF's Newton steps need the Jacobian of the (trace-augmented) dynamics; computing
         # it only when Newton stalls is about ten times faster here.
@@ -180,15 +191,18 @@ class FFJORD(FlowLayer):
         seed: seed of the Hutchinson probes: an int gives the same probes at every call
             (reproducible evaluation); ``None`` draws new probes at every solve.
         solver: ``"dormand_prince"`` (adaptive explicit Runge-Kutta) or ``"bdf"``
-            (implicit, for stiff dynamics), from ``tfp.math.ode``.
-        rtol: relative tolerance of the solver.
-        atol: absolute tolerance of the solver.
+            (implicit, for stiff dynamics), from ``tfp.math.ode``; or a fixed-step solver
+            from :mod:`kflows.ode`, ``"rk4"`` or ``"midpoint"`` (a known cost, no error
+            control; gradients by backpropagation through the steps).
+        rtol: relative tolerance of an adaptive solver.
+        atol: absolute tolerance of an adaptive solver.
         solver_options: further JSON keyword arguments of the solver, e.g.
             ``{"max_num_steps": 1000, "first_step_size": 0.01}`` (``"bdf"`` defaults to
-            ``{"evaluate_jacobian_lazily": True}``).
+            ``{"evaluate_jacobian_lazily": True}``), or ``{"num_steps": 32}`` for a
+            fixed-step solver (32 by default).
 
-    Gradients for training use the solver's adjoint method (constant memory in the number
-    of steps). Everything but the network weights lives in the config.
+    Gradients for training use an adaptive solver's adjoint method (constant memory in the
+    number of steps). Everything but the network weights lives in the config.
 
     Example:
         >>> layer = kflows.FFJORD(conditioner={"hidden_units": [16]}, rtol=1e-4, atol=1e-4)
