@@ -9,7 +9,7 @@ models that learn slowly as much as those that learn well.
 
 Usage:
     python examples/compare.py [--steps 300] [--batch-size 128] [--hidden 64]
-        [--tabular wine] [--models maf,realnvp,nsf,nsf_coupling,ffjord]
+        [--tabular wine] [--models maf,realnvp,nsf,nsf_coupling,ffjord] [--quick]
 """
 
 import argparse
@@ -67,7 +67,14 @@ def main():
     parser.add_argument("--num-points", type=int, default=5000)
     parser.add_argument("--tabular", default="wine")
     parser.add_argument("--models", default="maf,realnvp,nsf,nsf_coupling,ffjord")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="CI sizes: 60 steps, 2000 points, FFJORD tolerance 1e-3",
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.steps, args.num_points, args.ffjord_tol = 60, 2000, 1e-3
 
     datasets = {
         "two_moons": data.split(data.two_moons(args.num_points, seed=0), seed=0),

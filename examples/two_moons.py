@@ -1,7 +1,7 @@
 """Train MAF and RealNVP on two moons, print the test NLL, save density plots, export.
 
 Usage:
-    python examples/two_moons.py [--epochs 40] [--out outputs] [--export outputs/export]
+    python examples/two_moons.py [--epochs 40] [--out outputs] [--export outputs/export] [--quick]
 
 Each flow is also exported for TF Serving to ``<export>/<name>/<version>/`` (see the README's
 "Serving" section), e.g. ``outputs/export/maf/1``.
@@ -28,7 +28,10 @@ def main():
     parser.add_argument(
         "--export", default=None, help="TF Serving model base directory (default: OUT/export)"
     )
+    parser.add_argument("--quick", action="store_true", help="CI sizes: 12 epochs, 4000 points")
     args = parser.parse_args()
+    if args.quick:
+        args.epochs, args.num_points = 12, 4000
     os.makedirs(args.out, exist_ok=True)
 
     train, test = data.split(data.two_moons(args.num_points, seed=0), seed=0)
@@ -42,7 +45,7 @@ def main():
         seconds = time.perf_counter() - start
         result = flow.evaluate(test, batch_size=4096, verbose=0, return_dict=True)
         path = os.path.join(args.out, f"two_moons_{flow.name}.png")
-        plot.density_2d(flow, train[:2000], path)
+        plot.density_2d(flow, train[:2000], path, overwrite=True)  # this script's own file
         flow.save(os.path.join(args.out, f"two_moons_{flow.name}.keras"))
         exported = flow.export(
             os.path.join(args.export or os.path.join(args.out, "export"), flow.name)
