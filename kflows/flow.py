@@ -342,6 +342,8 @@ class Flow(Trainer, keras.Model):
         """
         if not tf.executing_eagerly():
             return fn(*args, **options)
+        for layer in self.flow_layers:
+            layer.check_ready()  # Python checks would be skipped inside the traced graph
         args = [tf.constant(a, tf.int32) if isinstance(a, int) else a for a in args]
         specs = [None if a is None else _open_batch_spec(a) for a in args]
         present = [i for i, spec in enumerate(specs) if spec is not None]

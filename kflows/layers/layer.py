@@ -74,6 +74,13 @@ class FlowLayer(FullPrecisionWeights, keras.layers.Layer):
     def needs_data_init(self) -> bool:
         return False
 
+    def check_ready(self) -> None:
+        """Raises if the layer cannot be used yet (e.g. a ``Standardize`` never adapted).
+
+        Called eagerly by the flow's public methods before their traced graph runs, where a
+        Python check would be skipped.
+        """
+
     def build(self, x_shape, context_shape=None):
         self._event_dim = int(x_shape[-1])
 

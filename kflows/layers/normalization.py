@@ -348,12 +348,16 @@ class Standardize(FlowLayer):
         )
         self.adapt(x)
 
-    def make_bijector(self, context=None, training=False):
-        if tf.executing_eagerly() and self.built and not self.is_adapted:
+    def check_ready(self) -> None:
+        if self.built and not self.is_adapted:
             raise ValueError(
                 f"{self.name} is not adapted: call {self.name}.adapt(x_train) (or fit the "
                 "flow) before using it."
             )
+
+    def make_bijector(self, context=None, training=False):
+        if tf.executing_eagerly():
+            self.check_ready()
         return tfb.Shift(self.mean.value)(tfb.Scale(self.std.value))
 
     def get_config(self):
