@@ -1,10 +1,10 @@
-"""The command line: every subcommand in a real subprocess, on real files.
+"""The command line on real files: real subprocesses where the process itself is tested.
 
-One tiny training run (a conditional flow on a CSV file) makes the run folder that the
-sample, score, evaluate, export, info and plot tests share. Bad input caught before
-TensorFlow starts is run in subprocesses too (they take a fraction of a second); bad input
-that needs the model goes through ``cli.main`` in this process, which loads TensorFlow
-once instead of once per case.
+One tiny training run (a conditional flow on a CSV file) in a subprocess makes the run
+folder that the sample, score, evaluate, export, info and plot tests share; those commands
+run through ``cli.main`` in this process, which imports TensorFlow once instead of once per
+command. Bad input caught before TensorFlow starts runs in subprocesses (they take a
+fraction of a second), and so do the checks of exit statuses and of a quiet stderr.
 """
 
 import json
@@ -76,6 +76,17 @@ def call(capsys, *args):
     return code, out, err
 
 
+def call_in(folder, capsys, monkeypatch, *args):
+    """``call`` with ``folder`` as the working directory.
+
+    Subcommands that load a model run in this process (TensorFlow is imported once for the
+    module, not once per command); the shared training run above is the subprocess that
+    checks a real process' exit status and quiet stderr.
+    """
+    monkeypatch.chdir(folder)
+    return call(capsys, *args)
+
+
 def write_csv(path, rows, header):
     np.savetxt(path, rows, delimiter=",", header=",".join(header), comments="")
     return path
@@ -136,12 +147,12 @@ def test_train_writes_a_complete_run_folder(run):
 
 
 @pytest.mark.slow
-def test_sample_with_a_context_writes_rows_led_by_it(run, work):
+def test_sample_with_a_context_writes_rows_led_by_it(run, work, capsys, monkeypatch):
     folder, _ = run
-    done = run_cli("sample", "run", "-n", "5", "--context", "1", "--seed", "3", "-o", "s.csv",
-                   cwd=work)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    assert "5 samples" in done.stdout
+    args = ("sample", "run", "-n", "5", "--context", "1", "--seed", "3", "-o", "s.csv")
+    code, out, err = call_in(work, capsys, monkeypatch, *args)
+    assert code == 0, err
+    assert "5 samples" in out
     lines = (work / "s.csv").read_text().splitlines()
     assert lines[0] == "moon,x,y" and len(lines) == 6
     written = np.loadtxt(work / "s.csv", delimiter=",", skiprows=1)
@@ -156,11 +167,12 @@ def test_sample_with_a_context_writes_rows_led_by_it(run, work):
 
 
 @pytest.mark.slow
-def test_score_writes_the_log_density_of_each_row(run, work):
+def test_score_writes_the_log_density_of_each_row(run, work, capsys, monkeypatch):
     folder, _ = run
-    done = run_cli("score", "run", "moons.csv", "-o", "scores.csv", cwd=work)
-    assert done.returncode == 0, done.stderr
-    assert "log-density of 400 rows" in done.stdout
+    args = ("score", "run", "moons.csv", "-o", "scores.csv")
+    code, out, err = call_in(work, capsys, monkeypatch, *args)
+    assert code == 0, err
+    assert "log-density of 400 rows" in out
     lines = (work / "scores.csv").read_text().splitlines()
     assert lines[0] == "log_prob" and len(lines) == 401
     x, context = moons(work)  # the run folder remembers the context column
@@ -169,10 +181,10 @@ def test_score_writes_the_log_density_of_each_row(run, work):
 
 
 @pytest.mark.slow
-def test_evaluate_prints_the_mean_nll(run, work):
-    done = run_cli("evaluate", "run", "moons.csv", "--json", cwd=work)
-    assert done.returncode == 0, done.stderr
-    result = strict_json(done.stdout)
+def test_evaluate_prints_the_mean_nll(run, work, capsys, monkeypatch):
+    code, out, err = call_in(work, capsys, monkeypatch, "evaluate", "run", "moons.csv", "--json")
+    assert code == 0, err
+    result = strict_json(out)
     assert result["rows"] == 400
     flow = saving.load(run[0] / "model.keras")
     nll = -float(np.mean(flow.log_prob(*moons(work)).numpy()))
@@ -181,13 +193,13 @@ def test_evaluate_prints_the_mean_nll(run, work):
 
 
 @pytest.mark.slow
-def test_export_then_info_shows_the_signatures(run, work, tmp_path):
-    done = run_cli("export", work / "run", tmp_path / "served", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+def test_export_then_info_shows_the_signatures(run, work, tmp_path, capsys, monkeypatch):
+    code, _, err = call_in(tmp_path, capsys, monkeypatch, "export", work / "run", "served")
+    assert code == 0, err
     assert (tmp_path / "served" / "1" / "saved_model.pb").is_file()
-    done = run_cli("info", "served", "--json", cwd=tmp_path)  # the base path: its latest
-    assert done.returncode == 0, done.stderr
-    result = strict_json(done.stdout)
+    code, out, err = call(capsys, "info", "served", "--json")  # the base path: its latest
+    assert code == 0, err
+    result = strict_json(out)
     assert result["kind"] == "export" and result["path"].endswith(os.path.join("served", "1"))
     signatures = result["signatures"]
     assert set(signatures) == {"log_prob", "sample", "sample_and_log_prob", "serving_default"}
@@ -209,13 +221,13 @@ def test_info_describes_the_model(capsys, run):
 
 
 @pytest.mark.slow
-def test_plot_remakes_the_figures_of_a_run(run, work, tmp_path):
+def test_plot_remakes_the_figures_of_a_run(run, work, tmp_path, capsys, monkeypatch):
     # A copy, so that other tests keep theirs; the run reads its data relative to itself.
     shutil.copytree(work / "run", tmp_path / "run")
     shutil.copy(work / "moons.csv", tmp_path / "moons.csv")
     shutil.rmtree(tmp_path / "run" / "plots")
-    done = run_cli("plot", "run", cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    code, _, err = call_in(tmp_path, capsys, monkeypatch, "plot", "run")
+    assert code == 0, err
     for name in ("conditional.png", "learning_curve.png"):
         assert (tmp_path / "run" / "plots" / name).read_bytes()[:8] == PNG
     assert sorted(os.listdir(tmp_path / "run")) == sorted(os.listdir(work / "run"))

@@ -50,6 +50,20 @@ def exported(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="module")
+def loaded(exported):
+    """``loaded(case) -> (flow, tf.saved_model.load of its export)``, loaded once per case."""
+    cache = {}
+
+    def get(case):
+        if case not in cache:
+            flow, path = exported(case)
+            cache[case] = flow, tf.saved_model.load(path)
+        return cache[case]
+
+    return get
+
+
 def sample_inputs(flow):
     """Inputs of the sampling signatures, and the context passed in-process."""
     inputs = {"num_samples": tf.constant(NUM_SAMPLES), "seed": tf.constant(SEED)}
@@ -66,22 +80,21 @@ def log_prob_inputs(flow, n):
 
 # ---------------------------------------------------------------------- fidelity
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_exported_log_prob_matches_in_process(case, exported):
-    flow, path = exported(case)
-    loaded = tf.saved_model.load(path)
-    assert set(loaded.signatures) == SIGNATURES
+def test_exported_log_prob_matches_in_process(case, loaded):
+    flow, saved = loaded(case)
+    assert set(saved.signatures) == SIGNATURES
     for n in (1, 7, 4096):
         inputs, context = log_prob_inputs(flow, n)
         expected = flow.log_prob(inputs["x"], context)
         for name in ("log_prob", "serving_default"):
-            out = loaded.signatures[name](**inputs)
+            out = saved.signatures[name](**inputs)
             assert set(out) == {"log_prob"} and out["log_prob"].shape == (n,)
             close(out["log_prob"], expected)
 
 
 @pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_same_seed_same_samples_in_process_after_reload_and_exported(case, exported, tmp_path):
-    flow, path = exported(case)
+def test_same_seed_same_samples_in_process_after_reload_and_exported(case, loaded, tmp_path):
+    flow, saved = loaded(case)
     inputs, context = sample_inputs(flow)
     expected = flow.sample(NUM_SAMPLES, context, seed=list(SEED))
     batch = () if context is None else (CONTEXT_ROWS,)
@@ -91,18 +104,17 @@ def test_same_seed_same_samples_in_process_after_reload_and_exported(case, expor
     reloaded = keras.models.load_model(tmp_path / "flow.keras")
     close(reloaded.sample(NUM_SAMPLES, context, seed=list(SEED)), expected)
 
-    loaded = tf.saved_model.load(path)
-    close(loaded.signatures["sample"](**inputs)["samples"], expected)
-    out = loaded.signatures["sample_and_log_prob"](**inputs)
+    close(saved.signatures["sample"](**inputs)["samples"], expected)
+    out = saved.signatures["sample_and_log_prob"](**inputs)
     samples, log_prob = flow.sample_and_log_prob(NUM_SAMPLES, context, seed=list(SEED))
     close(out["samples"], samples)
     close(out["log_prob"], log_prob)
     assert out["log_prob"].shape == (NUM_SAMPLES, *batch)
     # An int seed s in-process is the stateless seed [0, s].
-    zero_s = loaded.signatures["sample"](**{**inputs, "seed": tf.constant([0, 3])})
+    zero_s = saved.signatures["sample"](**{**inputs, "seed": tf.constant([0, 3])})
     close(zero_s["samples"], flow.sample(NUM_SAMPLES, context, seed=3))
     # The seed drives the draws: another seed, other samples.
-    other = loaded.signatures["sample"](**{**inputs, "seed": tf.constant([8, 11])})
+    other = saved.signatures["sample"](**{**inputs, "seed": tf.constant([8, 11])})
     assert not np.allclose(other["samples"], expected)
 
 
