@@ -28,11 +28,12 @@ def _static_shape(value) -> tf.TensorShape:
 
 
 @functools.lru_cache(maxsize=64)
-def _table_matrix(bins: int, bound: float):
+def _table_matrix(bins: int, bound: float, boundary_slope: bool = False):
     """``(matrix [3K - 1, 6K], offset [6K])``: the bin table from the concatenated
     ``(widths, heights, slopes)``, as ``params @ matrix + offset`` (rows of the table in
-    :meth:`RationalQuadraticSpline._bin_table` order)."""
-    size = 3 * bins - 1
+    :meth:`RationalQuadraticSpline._bin_table` order). With ``boundary_slope`` the
+    parameters end with one more column, the end knots' shared derivative (``[3K, 6K]``)."""
+    size = 3 * bins - 1 + int(boundary_slope)
     matrix = np.zeros((size, 6, bins))
     offset = np.zeros((6, bins))
     for k in range(bins):
@@ -46,7 +47,10 @@ def _table_matrix(bins: int, bound: float):
     offset[[0, 1, 2, 3]] = -bound
     matrix[:, [1, 3], bins - 1] = 0.0  # the last right knot is bound itself
     offset[[1, 3], bins - 1] = bound
-    offset[4, 0] = offset[5, bins - 1] = 1.0  # the end knots' derivative
+    if boundary_slope:  # the end knots' derivative: the last parameter, at both ends
+        matrix[size - 1, 4, 0] = matrix[size - 1, 5, bins - 1] = 1.0
+    else:
+        offset[4, 0] = offset[5, bins - 1] = 1.0  # the end knots' derivative: 1
     return matrix.reshape(size, 6 * bins), offset.reshape(6 * bins)
 
 
@@ -90,6 +94,10 @@ class RationalQuadraticSpline(OnePassBijector):
         knot_slopes: ``[..., K - 1]`` positive derivatives at the interior knots; the two
             end knots have derivative 1, matching the identity tails.
         bound: the spline acts on ``[-bound, bound]`` (a Python number).
+        boundary_slope: ``[...]`` positive derivative shared by the two end knots instead
+            of 1 (None: 1). Equal end derivatives make the spline C1 as a map of the circle
+            ``[-bound, bound)`` (Rezende et al., 2020, see :mod:`kflows.bijectors.circular`);
+            the tails outside stay the identity, so the map is then only continuous there.
         name: the bijector's name.
 
     Raises:
@@ -112,6 +120,7 @@ class RationalQuadraticSpline(OnePassBijector):
         knot_slopes,
         bound: float,
         name: str = "rational_quadratic_spline",
+        boundary_slope=None,
     ):
         parameters = dict(locals())
         if not bound > 0:
@@ -134,7 +143,15 @@ class RationalQuadraticSpline(OnePassBijector):
                 raise ValueError(
                     f"Expected {size} {label} (bin_widths has {bins} bins); got shape {shape}."
                 )
+        if boundary_slope is not None:
+            shape = _static_shape(boundary_slope)
+            if shape.rank != widths.rank - 1 or not shape.is_compatible_with(widths[:-1]):
+                raise ValueError(
+                    f"Expected boundary_slope of the batch shape of bin_widths {widths[:-1]}; "
+                    f"got shape {shape}."
+                )
         self._params = (bin_widths, bin_heights, knot_slopes)
+        self._boundary_slope = boundary_slope
         self._bound = float(bound)
         super().__init__(
             forward_min_event_ndims=0,
@@ -168,6 +185,11 @@ class RationalQuadraticSpline(OnePassBijector):
     def knot_slopes(self):
         return self._params[2]
 
+    @property
+    def boundary_slope(self):
+        """The end knots' shared derivative (None: 1, matching the identity tails)."""
+        return self._boundary_slope
+
     def _bin_table(self):
         """Per bin, both ends on each side and the derivative at each end: ``[..., 6, K]``.
 
@@ -175,13 +197,17 @@ class RationalQuadraticSpline(OnePassBijector):
         ``d_k+1``. All are linear in the parameters, so one matmul with a constant matrix
         builds them: the knots are prefix sums of the bin sizes (``tf.cumsum`` on a short
         last axis is ten times slower on CPU), the derivatives copies of the slopes padded
-        with the end knots' 1. The outer knots are exactly ``-bound`` and ``bound``; a
-        bin's width and height are the differences of its knots, as in TFP, so the spline
-        is continuous even where matmuls round (TF32 on GPUs).
+        with the end knots' derivative (1, or ``boundary_slope``). The outer knots are
+        exactly ``-bound`` and ``bound``; a bin's width and height are the differences of
+        its knots, as in TFP, so the spline is continuous even where matmuls round (TF32 on
+        GPUs).
         """
         widths, heights, slopes = (tf.convert_to_tensor(p, self.dtype) for p in self._params)
-        matrix, offset = _table_matrix(widths.shape[-1], self._bound)
-        params = tf.concat([widths, heights, slopes], axis=-1)
+        columns = [widths, heights, slopes]
+        if self._boundary_slope is not None:
+            columns.append(tf.convert_to_tensor(self._boundary_slope, self.dtype)[..., None])
+        matrix, offset = _table_matrix(widths.shape[-1], self._bound, len(columns) == 4)
+        params = tf.concat(columns, axis=-1)
         # A matmul needs a matrix: one spline's parameters (rank 1) become a row.
         rows = params if params.shape.rank > 1 else params[tf.newaxis]
         table = tf.matmul(rows, tf.constant(matrix, self.dtype)) + tf.constant(offset, self.dtype)
