@@ -33,21 +33,46 @@ if TYPE_CHECKING:  # for type checkers and the API docs (griffe); at run time, _
         StandardNormal,
         StudentT,
     )
-    from kflows.builders import ffjord, flow_matching, glow, maf, nsf, nsf_coupling, realnvp
+    from kflows.builders import (
+        bnaf,
+        bpf,
+        ffjord,
+        flow_matching,
+        gf,
+        glow,
+        maf,
+        naf,
+        ncsf,
+        nsf,
+        nsf_coupling,
+        planar,
+        radial,
+        realnvp,
+        residual,
+        sospf,
+        sylvester,
+        unaf,
+    )
     from kflows.flow import Flow
     from kflows.layers import (
         FFJORD,
         ActNorm,
         BatchNorm,
+        BlockNeuralAutoregressive,
         Coupling,
         Elementwise,
         FlowLayer,
+        Gaussianization,
         InverseAutoregressive,
         LULinear,
         MaskedAutoregressive,
         Permute,
+        Planar,
+        Radial,
+        Residual,
         Reverse,
         Standardize,
+        Sylvester,
     )
     from kflows.matching import FlowMatching
     from kflows.nan_guard import NonFiniteError
@@ -62,22 +87,48 @@ _NAMES = {
         "bases",
     ),
     **dict.fromkeys(
-        ("ffjord", "flow_matching", "glow", "maf", "nsf", "nsf_coupling", "realnvp"), "builders"
+        (
+            "bnaf",
+            "bpf",
+            "ffjord",
+            "flow_matching",
+            "gf",
+            "glow",
+            "maf",
+            "naf",
+            "ncsf",
+            "nsf",
+            "nsf_coupling",
+            "planar",
+            "radial",
+            "realnvp",
+            "residual",
+            "sospf",
+            "sylvester",
+            "unaf",
+        ),
+        "builders",
     ),
     **dict.fromkeys(
         (
             "FFJORD",
             "ActNorm",
             "BatchNorm",
+            "BlockNeuralAutoregressive",
             "Coupling",
             "Elementwise",
             "FlowLayer",
+            "Gaussianization",
             "InverseAutoregressive",
             "LULinear",
             "MaskedAutoregressive",
             "Permute",
+            "Planar",
+            "Radial",
+            "Residual",
             "Reverse",
             "Standardize",
+            "Sylvester",
         ),
         "layers",
     ),
@@ -91,10 +142,10 @@ _NAMES = {
 #: Submodules that import neither TensorFlow nor Keras.
 _WITHOUT_TENSORFLOW = ("_quiet", "cli", "data", "plot")
 
-#: The public API (constants such as ``FFJORD`` stay reachable but are not listed).
+#: The public API.
 __all__ = sorted(
     {
-        *(name for name in _NAMES if name != "FFJORD"),
+        *_NAMES,
         *("bijectors", "data", "diagnostics", "inputs", "networks", "transforms"),
     }
 )

@@ -48,7 +48,26 @@ import time
 
 #: The builders of ``--flow``: ``kflows.builders.__all__`` (a test checks), kept here so
 #: that parsing the command line does not import TensorFlow.
-BUILDERS = ("ffjord", "flow_matching", "glow", "maf", "nsf", "nsf_coupling", "realnvp")
+BUILDERS = (
+    "bnaf",
+    "bpf",
+    "ffjord",
+    "flow_matching",
+    "gf",
+    "glow",
+    "maf",
+    "naf",
+    "ncsf",
+    "nsf",
+    "nsf_coupling",
+    "planar",
+    "radial",
+    "realnvp",
+    "residual",
+    "sospf",
+    "sylvester",
+    "unaf",
+)
 DEFAULT_FLOW = "nsf_coupling"
 SPLITS = ("train", "validation", "test")
 TABLE_SUFFIXES = (".csv", ".npy")

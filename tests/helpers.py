@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import tensorflow as tf
-from registry import LAYERS
+from registry import CIRCULAR, LAYERS, UNIFORM_ANGLES
 
 import kflows
 
@@ -19,7 +19,8 @@ def make_flow(name, dtype="float32", dim=3, context_dim=None, perturbed=True, se
     """A built one-layer flow around the registry's layer ``name``, the same on every call."""
     keras.utils.set_random_seed(seed)  # initializers draw from the global seed
     layer = LAYERS[name](dtype, dim)
-    flow = kflows.Flow([layer], context_dim=context_dim, dtype=dtype)
+    base = kflows.Fixed(UNIFORM_ANGLES) if name in CIRCULAR else None  # density on the torus
+    flow = kflows.Flow([layer], base=base, context_dim=context_dim, dtype=dtype)
     flow.build((None, dim))
     if perturbed:
         perturb(flow, seed=seed)

@@ -67,11 +67,34 @@ LAYERS = {
     ),
     "lu_linear": lambda dtype, dim: kflows.LULinear(dtype=dtype),
     "lu_linear_random": lambda dtype, dim: kflows.LULinear("random", seed=2, dtype=dtype),
+    # A monotone block-triangular network: density in one pass, D root searches to sample.
+    "bnaf": lambda dtype, dim: kflows.BlockNeuralAutoregressive((4,), dtype=dtype),
     "actnorm": lambda dtype, dim: kflows.ActNorm(dtype=dtype),
     "batch_norm": lambda dtype, dim: kflows.BatchNorm(dtype=dtype),
     "standardize": lambda dtype, dim: _adapted_standardize(dtype, dim),
     "elementwise_sinh_arcsinh": lambda dtype, dim: kflows.Elementwise(
         "sinh_arcsinh", {"skewness": 0.3, "tailweight": 1.2}, dtype=dtype
+    ),
+    # Angles: maps of the circle [-pi, pi) (see CIRCULAR below).
+    "maf_circular_spline": lambda dtype, dim: kflows.MaskedAutoregressive(
+        transform={"name": "circular_spline", "bins": 4}, conditioner=SMALL, dtype=dtype
+    ),
+    "coupling_circular_spline": lambda dtype, dim: kflows.Coupling(
+        transform={"name": "circular_spline", "bins": 4},
+        mask="alternate",
+        conditioner=SMALL,
+        dtype=dtype,
+    ),
+    # Initialised from data (helpers.make_flow calls flow.initialize).
+    "gaussianization": lambda dtype, dim: kflows.Gaussianization(num_kernels=3, dtype=dtype),
+    # Flows for VI: explicit forward, 1-D root searches for the inverse; the context goes
+    # through a hypernetwork (built only when the layer sees a context).
+    "planar": lambda dtype, dim: kflows.Planar(conditioner={"hidden_units": (8,)}, dtype=dtype),
+    "radial": lambda dtype, dim: kflows.Radial(conditioner={"hidden_units": (8,)}, dtype=dtype),
+    # Rank 2 < D (3 and 7): the coordinates orthogonal to Q pass through, and the inverse
+    # costs 2 root searches, not D (tests/test_vi_flows.py checks full rank at D = 5).
+    "sylvester": lambda dtype, dim: kflows.Sylvester(
+        num_reflections=2, rank=2, conditioner={"hidden_units": (8,)}, dtype=dtype
     ),
     # FFJORD's inverse and log-det are only as exact as the ODE solve, and the generic checks
     # compare at atol 1e-6 in float64: tight tolerances there, cheaper ones in float32.
@@ -79,6 +102,31 @@ LAYERS = {
         conditioner={"hidden_units": (8,)},
         rtol=_ode_tol(dtype),
         atol=_ode_tol(dtype),
+        dtype=dtype,
+    ),
+    "residual": lambda dtype, dim: kflows.Residual(conditioner={"hidden_units": (8,)}, dtype=dtype),
+    # Monotonic maps explicit from the data side (density in one pass); sampling inverts
+    # them numerically (kflows/bijectors/monotonic.py).
+    "maf_sigmoidal": lambda dtype, dim: kflows.MaskedAutoregressive(
+        transform={"name": "sigmoidal", "hidden": 3}, conditioner=SMALL, dtype=dtype
+    ),
+    # One hidden layer: perturbed (16, 16) weights drive g's logit to -5 and below, where
+    # the data spread beyond test_layers' [-9, 9] grid (slopes ~0.01).
+    "maf_umnn": lambda dtype, dim: kflows.MaskedAutoregressive(
+        transform={"name": "umnn", "hidden": 2, "nodes": 33},
+        conditioner={"hidden_units": (8,)},
+        dtype=dtype,
+    ),
+    "maf_sos": lambda dtype, dim: kflows.MaskedAutoregressive(
+        transform={"name": "sos", "polynomials": 4, "degree": 2}, conditioner=SMALL, dtype=dtype
+    ),
+    "maf_bernstein": lambda dtype, dim: kflows.MaskedAutoregressive(
+        transform={"name": "bernstein", "degree": 6}, conditioner=SMALL, dtype=dtype
+    ),
+    "coupling_sigmoidal": lambda dtype, dim: kflows.Coupling(
+        transform={"name": "sigmoidal", "hidden": 3},
+        mask="alternate",
+        conditioner=SMALL,
         dtype=dtype,
     ),
 }
@@ -91,10 +139,21 @@ NOT_IDENTITY_AT_INIT = {n for n, layer in _SAMPLES.items() if layer.initialisati
 #: Layers that ignore the context (they still accept it).
 NO_CONTEXT = {n for n, layer in _SAMPLES.items() if not layer.uses_context}
 
-#: Layers set at initialisation by data (``initialize``/``adapt``) or by fixed arguments, so
-#: neither the identity nor volume-preserving (Standardize is adapted in its entry);
+#: Layers set at initialisation by data (``initialize``/``adapt``), by fixed arguments or by
+#: random initializers, so neither the identity nor volume-preserving (Standardize is
+#: adapted in its entry);
 #: tests/test_normalization.py and tests/test_support.py check what they start as.
-SET_AT_INIT = {n for n, layer in _SAMPLES.items() if layer.initialisation in ("data", "fixed")}
+SET_AT_INIT = {
+    n for n, layer in _SAMPLES.items() if layer.initialisation in ("data", "fixed", "random")
+}
+
+#: Layers defined on the circle ``[-pi, pi)`` only: data off it has density zero (log-det
+#: ``-inf``), so their generic checks need data on it. helpers.make_flow gives their flows
+#: a base uniform on ``[-pi, pi)^D`` (so the density integrates to one), and
+#: tests/test_properties.py draws their inputs inside ``[-3, 3]``; the seeded normal data of
+#: helpers.data used by tests/test_layers.py lies inside already (|x| < 3).
+CIRCULAR = {"maf_circular_spline", "coupling_circular_spline"}
+UNIFORM_ANGLES = {"name": "Uniform", "params": {"low": -np.pi, "high": np.pi}}
 
 #: Layers whose bijector does not pickle: FFJORD's solver and trace functions are closures,
 #: as are the ones TFP's own FFJORD examples pass in.

@@ -6,9 +6,19 @@ import pytest
 import kflows
 from kflows.cli import BUILDERS
 
+#: Builders without networks: they refuse hidden_units rather than ignore it.
+WITHOUT_NETWORKS = {"gf"}
+
 
 def _tiny(name, **kwargs):
-    return getattr(kflows, name)(num_layers=1, hidden_units=(4,), **kwargs)
+    if name not in WITHOUT_NETWORKS:
+        kwargs["hidden_units"] = (4,)
+    return getattr(kflows, name)(num_layers=1, **kwargs)
+
+
+def test_a_builder_without_networks_refuses_hidden_units():
+    with pytest.raises(ValueError, match="hidden_units=None.*got \\(4,\\)"):
+        kflows.gf(hidden_units=(4,))
 
 
 @pytest.mark.parametrize("name", BUILDERS)
@@ -43,7 +53,9 @@ def test_without_event_dim_the_flow_builds_on_its_first_data(name):
     [(2.5, TypeError), (True, TypeError), ("3", TypeError), (0, ValueError), (-1, ValueError)],
 )
 def test_counts_are_integers_of_at_least_one_never_coerced(name, keyword, value, error):
-    kwargs = {"num_layers": 1, "hidden_units": (4,), keyword: value}
+    kwargs = {"num_layers": 1, keyword: value}
+    if name not in WITHOUT_NETWORKS:
+        kwargs["hidden_units"] = (4,)
     with pytest.raises(error, match=rf"Expected {keyword}.*got {value!r}"):
         getattr(kflows, name)(**kwargs)
 

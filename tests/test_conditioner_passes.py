@@ -37,6 +37,10 @@ def count_calls(layer):
 
 def expected_passes(layer, direction):
     fast = layer.fast_direction in (direction, "both")
+    if not fast and hasattr(layer, "fixed_point_iterations"):
+        # A residual flow samples by fixed-point steps and Newton steps, then one pass for
+        # the log-det.
+        return layer.fixed_point_iterations + layer.newton_steps + 1
     return 1 if fast else DIM
 
 

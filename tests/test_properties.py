@@ -39,7 +39,7 @@ from helpers import perturb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from registry import LAYERS
+from registry import CIRCULAR, LAYERS
 
 #: Dtype policies the properties draw from, keyed by policy name, with each check's
 #: tolerance relative to the size of the numbers compared. A layer is built with
@@ -94,6 +94,16 @@ WIDENED_TOLERANCES = {
     # wrong inverse. float64 checks the same range at 1e-9.
     ("spline_autoregressive", "float32", "round_trip"): 1e-3,
     ("spline_coupling", "float32", "round_trip"): 1e-3,
+    # The same splines on the circle (hypothesis found 2.03e-4 in maf_circular_spline):
+    # float32 wrapping modulo 2 pi adds an ulp of pi as well.
+    ("maf_circular_spline", "float32", "round_trip"): 1e-3,
+    ("coupling_circular_spline", "float32", "round_trip"): 1e-3,
+    # NAF's deep sigmoid is as steep as its sigmoids: at weight scale 0.86 hypothesis found
+    # forward(inverse(x)) off by 5.7e-4 (relative) in float32 (dim 5, seed 720, x = -4),
+    # the float32 rounding of the root search's target times the map's condition number,
+    # not a wrong inverse. float64 checks the same range at 1e-9.
+    ("maf_sigmoidal", "float32", "round_trip"): 1e-3,
+    ("coupling_sigmoidal", "float32", "round_trip"): 1e-3,
 }
 
 #: Weight scales narrower than the default [0, 1], by (layer, property), with why.
@@ -120,7 +130,8 @@ def cases(draw, name, prop, policies=tuple(POLICIES), dims=(2, 6), rows=(1, 5)):
     param_scale = draw(st.floats(*param_scales))
     seed = draw(st.integers(0, 2**16))
     # Moderate magnitudes, inside and past the splines' bounds (2 and 2.5).
-    input_scale = draw(st.sampled_from([1.0, 0.1, 3.0, 8.0]))
+    # (Maps of the circle [-pi, pi) take inputs on it: density zero, log-det -inf, off it.)
+    input_scale = draw(st.sampled_from([1.0, 0.1, 3.0] + ([] if name in CIRCULAR else [8.0])))
     unit = st.floats(-1.0, 1.0, allow_subnormal=False)
     x = input_scale * draw(hnp.arrays(np.float64, (n, dim), elements=unit))
     context = None

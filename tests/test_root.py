@@ -45,3 +45,10 @@ def test_runs_under_xla_with_broadcast_parameters():
     y = tf.constant([[0.5, -2.0], [9.0, 0.1]])
     x = inverse(y)
     np.testing.assert_allclose(scale * (x + tf.tanh(x)), y, rtol=1e-5, atol=1e-6)
+
+
+def test_a_zero_or_infinite_slope_falls_back_to_the_bisection_midpoint():
+    y = tf.constant([0.3, -2.0])
+    for slope in (lambda t: 0.0 * t, lambda t: np.inf + 0.0 * t):
+        x = invert_increasing(lambda t: t, y, derivative=slope)
+        np.testing.assert_allclose(x, y, atol=1e-6)

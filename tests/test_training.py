@@ -3,7 +3,7 @@
 import keras
 import numpy as np
 import pytest
-from registry import FIXED, LAYERS
+from registry import CIRCULAR, FIXED, LAYERS
 
 import kflows
 from kflows import data
@@ -22,6 +22,8 @@ def test_fit_lowers_nll_on_two_moons(name, moons):
     flow = kflows.Flow([LAYERS[name]("float32", 2), kflows.Reverse(), LAYERS[name]("float32", 2)])
     flow.compile(optimizer=keras.optimizers.Adam(5e-3))
     flow.build((None, 2))
+    if name in CIRCULAR:  # maps of the circle learn angles: the moons wrapped onto it
+        moons = np.mod(moons + np.pi, 2 * np.pi) - np.pi
     before = flow.evaluate(moons, batch_size=1024, verbose=0, return_dict=True)["loss"]
     history = flow.fit(moons, epochs=4, batch_size=128, verbose=0)
     after = flow.evaluate(moons, batch_size=1024, verbose=0, return_dict=True)["loss"]

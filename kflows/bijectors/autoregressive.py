@@ -8,12 +8,12 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from kflows.bijectors.one_pass import OnePassBijector
-from kflows.bijectors.variables import LayerVariables
+from kflows.bijectors.variables import EventSized, LayerVariables
 
 tfb = tfp.bijectors
 
 
-class Autoregressive(LayerVariables, OnePassBijector):
+class Autoregressive(LayerVariables, EventSized, OnePassBijector):
     """``x_i = tau(u_i; theta_i(x_<i))``: an autoregressive bijector over a conditioner.
 
     Forward is base side ``u`` to data side ``x`` (sampling); inverse is data to base
@@ -80,23 +80,6 @@ class Autoregressive(LayerVariables, OnePassBijector):
     @classmethod
     def _parameter_properties(cls, dtype):
         return {}
-
-    @property
-    def event_size(self) -> int:
-        return self._event_size
-
-    def _checked(self, z):
-        size = z.shape[-1]
-        if size is not None and size != self._event_size:
-            raise ValueError(
-                f"Expected {self._event_size} features (the last axis); got shape {z.shape}."
-            )
-        if size is None and self.validate_args:
-            with tf.control_dependencies(
-                [tf.debugging.assert_equal(tf.shape(z)[-1], self._event_size)]
-            ):
-                return tf.identity(z)
-        return z
 
     def _forward_and_log_det(self, x):
         x = self._checked(x)

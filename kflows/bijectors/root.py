@@ -84,8 +84,14 @@ def invert_increasing(
         slope = tf.stop_gradient(derivative(x0))
     # Newton from x0: its value refines x0; its gradient is the implicit one, since only
     # ``value`` (through what fn closes over) and ``y`` carry gradients here.
-    x = x0 - (value - y) / slope
-    # A step that left the bracket (a flat region, an overflow) falls back to the midpoint.
-    x = tf.where((x >= low) & (x <= high), x, x0 + (x - tf.stop_gradient(x)))
+    # A zero or non-finite slope (a flat piece, an underflow) would make the step inf or
+    # NaN: such elements take the midpoint, with no gradient rather than a NaN one.
+    usable = tf.math.is_finite(slope) & (slope > 0)
+    step = (value - y) / tf.where(usable, slope, tf.ones_like(slope))
+    x = x0 - step
+    # A step that leaves the bracket falls back to the midpoint, keeping the step's
+    # (implicit) gradient; an unusable slope falls back to the midpoint alone.
+    midpoint = tf.where(usable, x0 - (step - tf.stop_gradient(step)), x0)
+    x = tf.where(usable & (x >= low) & (x <= high), x, midpoint)
     x = tf.where(tf.math.is_inf(y), y, x)
     return tf.where(tf.math.is_nan(y), y, x)

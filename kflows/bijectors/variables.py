@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 
 class LayerVariables:
@@ -19,3 +20,30 @@ class LayerVariables:
         self._layer_variables = tuple(
             v.value if isinstance(v, keras.Variable) else v for v in variables
         )
+
+
+class EventSized:
+    """Mixin: a bijector over events of ``self._event_size`` features (the last axis).
+
+    ``_checked(z)`` refuses a static last axis of another size, and with
+    ``validate_args`` checks a dynamic one in the graph.
+    """
+
+    _event_size: int
+
+    @property
+    def event_size(self) -> int:
+        return self._event_size
+
+    def _checked(self, z):
+        size = z.shape[-1]
+        if size is not None and size != self._event_size:
+            raise ValueError(
+                f"Expected {self._event_size} features (the last axis); got shape {z.shape}."
+            )
+        if size is None and self.validate_args:
+            with tf.control_dependencies(
+                [tf.debugging.assert_equal(tf.shape(z)[-1], self._event_size)]
+            ):
+                return tf.identity(z)
+        return z

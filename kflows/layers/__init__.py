@@ -1,13 +1,19 @@
 """Flow layers, one structure per file: Keras owns the weights here, the maths is in bijectors/."""
 
 from kflows.layers.autoregressive import InverseAutoregressive, MaskedAutoregressive
+from kflows.layers.bnaf import BlockNeuralAutoregressive
 from kflows.layers.continuous import FFJORD
 from kflows.layers.coupling import Coupling
 from kflows.layers.elementwise import Elementwise
+from kflows.layers.gaussianization import Gaussianization
 from kflows.layers.layer import FAST_DIRECTIONS, INITIALISATIONS, FlowLayer
 from kflows.layers.linear import LULinear
 from kflows.layers.normalization import ActNorm, BatchNorm, Standardize
 from kflows.layers.permutation import Permute, Reverse
+from kflows.layers.planar import Planar
+from kflows.layers.radial import Radial
+from kflows.layers.residual import Residual
+from kflows.layers.sylvester import Sylvester
 
 __all__ = [
     "FAST_DIRECTIONS",
@@ -15,13 +21,19 @@ __all__ = [
     "INITIALISATIONS",
     "ActNorm",
     "BatchNorm",
+    "BlockNeuralAutoregressive",
     "Coupling",
     "Elementwise",
     "FlowLayer",
+    "Gaussianization",
     "InverseAutoregressive",
     "LULinear",
     "MaskedAutoregressive",
     "Permute",
+    "Planar",
+    "Radial",
+    "Residual",
     "Reverse",
     "Standardize",
+    "Sylvester",
 ]

@@ -14,8 +14,9 @@ tfb = tfp.bijectors
 #: neither (both directions integrate an ODE).
 FAST_DIRECTIONS = ("density", "sampling", "both", "neither")
 #: What a layer is before training: the identity, a fixed permutation (volume-preserving),
-#: a map set from data (``initialize``/``adapt``), or a fixed map set by its arguments.
-INITIALISATIONS = ("identity", "permutation", "data", "fixed")
+#: a map set from data (``initialize``/``adapt``), a fixed map set by its arguments, or a
+#: random invertible map drawn by its initializers (a family with no identity point).
+INITIALISATIONS = ("identity", "permutation", "data", "fixed", "random")
 
 
 class FlowLayer(FullPrecisionWeights, keras.layers.Layer):

@@ -2,6 +2,7 @@
 
 from kflows.networks.conditioner import Conditioner, get
 from kflows.networks.gated import GatedMLP
+from kflows.networks.lipschitz import LipschitzMLP
 from kflows.networks.made import MADE, ORDERS, draw_seed, made_masks, resolve_order
 from kflows.networks.mlp import MLP
 
@@ -11,6 +12,7 @@ __all__ = [
     "ORDERS",
     "Conditioner",
     "GatedMLP",
+    "LipschitzMLP",
     "draw_seed",
     "get",
     "made_masks",
