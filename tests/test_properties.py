@@ -268,7 +268,20 @@ def check_log_det_matches_jacobian(name, case, direction):
     assert_close(expected, logabsdet, tol, 1.0 + np.abs(logabsdet), f"{direction} log-det")
 
 
-@pytest.mark.parametrize("name", CHEAP_NAMES)
+#: A known bug, open in issue 13's note: ci-fresh on cd73355 found maf_sigmoidal's float32
+#: forward(inverse(x)) off by 1.87e3 (relative) in one hypothesis case; not yet diagnosed.
+KNOWN_ROUND_TRIP_BUGS = {"maf_sigmoidal"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.xfail(reason="open bug, see KNOWN_ROUND_TRIP_BUGS"))
+        if n in KNOWN_ROUND_TRIP_BUGS
+        else n
+        for n in CHEAP_NAMES
+    ],
+)
 @examples(4)
 @given(data=st.data())
 def test_finite_invertible_and_log_dets_agree(name, data):
