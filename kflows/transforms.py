@@ -285,12 +285,19 @@ def _positive(value, name: str) -> float:
     return float(value)
 
 
+#: The identity's weight in NAF's map, the least slope it can have (see
+#: :func:`~kflows.bijectors.monotonic.deep_sigmoid`): sampling never inverts a plateau.
+DSF_MIN_SLOPE = 1e-3
+
+
 @_register("sigmoidal")
 class DeepSigmoidal(Transform):
     """NAF's deep sigmoidal flow: ``x = logit(sum_k w_k sigmoid(a_k y + b_k))``.
 
     ``a_k = 1e-3 + softplus(.)`` (one at zero parameters), ``b_k`` free, ``w = softmax(.)``:
-    ``3 * hidden`` parameters per feature; zero parameters give the identity. The explicit
+    ``3 * hidden`` parameters per feature; zero parameters give the identity. The identity
+    is mixed in with weight :data:`DSF_MIN_SLOPE`, ``x = (1 - m) logit(.) + m y``, so that
+    the slope is at least ``m`` where the sigmoids leave a plateau. The explicit
     map is the data-to-latent direction (density: one pass, in log space); sampling inverts
     it numerically (:class:`~kflows.bijectors.monotonic.Monotonic`).
 
@@ -320,7 +327,8 @@ class DeepSigmoidal(Transform):
         offset = math.log(math.expm1(1.0 - 1e-3))
         log_a = tf.math.log(1e-3 + tf.math.softplus(raw_scale + offset))
         log_w = tf.math.log_softmax(raw_weights)
-        return monotonic.Monotonic(monotonic.deep_sigmoid, (log_a, b, log_w), name="sigmoidal")
+        explicit = functools.partial(monotonic.deep_sigmoid, min_slope=DSF_MIN_SLOPE)
+        return monotonic.Monotonic(explicit, (log_a, b, log_w), name="sigmoidal")
 
     def get_config(self):
         return {"hidden": self.hidden}

@@ -8,6 +8,7 @@ config. The generic layer checks run on the registry entries ``maf_sigmoidal``,
 ``maf_umnn``, ``maf_sos``, ``maf_bernstein`` and ``coupling_sigmoidal``.
 """
 
+import functools
 import math
 
 import numpy as np
@@ -81,6 +82,52 @@ def test_deep_sigmoid_does_not_saturate_in_float32():
     assert np.all(np.isfinite(x)) and np.all(np.isfinite(log_slope))
     assert np.all(np.diff(x.numpy()) > 0)
     np.testing.assert_allclose(log_slope, 0.0, atol=1e-4)  # slope min_k a_k = 1 in the tails
+
+
+#: The plateau hypothesis found in maf_sigmoidal (dim 5, seed 720, scale 0.86): the third
+#: sigmoid saturates at y ~ 1.5 and the one that takes over weighs 3e-8, so the map sits
+#: at 17.2826 with a slope of e^-68 for y in [2.5, 10] and beyond.
+PLATEAU = {
+    "log_a": np.log([[30.09025, 1e-3, 24.658556]]),
+    "b": [[2.119827, -61.54069, -25.97699]],
+    "log_w": np.log([[1.0921067e-29, 3.1206408e-08, 1.0]]),
+}
+
+
+def test_deep_sigmoid_min_slope_mixes_in_the_identity():
+    rng = np.random.default_rng(3)
+    log_a, b, raw_w = rng.normal(size=(3, 5, 4))
+    log_w = raw_w - np.log(np.sum(np.exp(raw_w), axis=-1, keepdims=True))
+    y = rng.uniform(-4.0, 4.0, 5)
+    x, log_slope = monotonic.deep_sigmoid(y, log_a, b, log_w)
+    mixed, log_mixed = monotonic.deep_sigmoid(y, log_a, b, log_w, min_slope=0.01)
+    np.testing.assert_allclose(mixed, 0.99 * x + 0.01 * y, rtol=1e-12)
+    np.testing.assert_allclose(np.exp(log_mixed), 0.99 * np.exp(log_slope) + 0.01, rtol=1e-12)
+    # The identity parameters stay the identity.
+    ident, log_ident = monotonic.deep_sigmoid(
+        y, np.zeros((5, 2)), np.zeros((5, 2)), np.log(np.full((5, 2), 0.5)), min_slope=0.01
+    )
+    np.testing.assert_allclose(ident, y, rtol=1e-12)
+    np.testing.assert_allclose(log_ident, 0.0, atol=1e-12)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=r"min_slope in \[0, 1\)"):
+            monotonic.deep_sigmoid(y, log_a, b, log_w, min_slope=bad)
+
+
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float64])
+def test_sigmoidal_samples_across_a_plateau_of_the_sigmoids(dtype):
+    y = tf.constant([3.0, 6.99446424, 10.0], dtype)
+    params = [tf.constant(np.repeat(p, 3, axis=0), dtype) for p in PLATEAU.values()]
+    _, log_slope = monotonic.deep_sigmoid(y, *params)
+    assert np.all(log_slope.numpy() < -25.0)  # flat beyond float64 without the floor
+    bijector = monotonic.Monotonic(
+        functools.partial(monotonic.deep_sigmoid, min_slope=transforms.DSF_MIN_SLOPE), params
+    )
+    x = bijector.inverse(tf.identity(y))
+    # The inverse is at worst 1 / min_slope times as steep as the map: x is 17.28 here.
+    eps = np.finfo(dtype.as_numpy_dtype).eps
+    tol = 4.0 * eps * 18.0 / transforms.DSF_MIN_SLOPE
+    np.testing.assert_allclose(_forward(bijector, x), y, atol=tol, rtol=0)
 
 
 def test_monotonic_integral_matches_simpson_and_its_log_slope_is_g():
