@@ -221,7 +221,8 @@ class BlockNeuralAutoregressive(LayerVariables, EventSized, OnePassBijector):
 
     def _forward_and_log_det(self, u):
         layers, shift = self._weights(u.dtype)
-        x = _solve(self._checked(u), layers, shift, self._leak, self._steps, self._event_size)
+        solve = _solve_in_a_graph if tf.executing_eagerly() else _solve
+        x = solve(self._checked(u), layers, shift, self._leak, self._steps, self._event_size)
         _, log_slope = _network(x, layers, shift, self._leak)
         return x, -tf.reduce_sum(log_slope, axis=-1)
 
@@ -301,3 +302,8 @@ def _solve(u, layers, shift, leak: float, steps: int | None, dim: int):
         )
         columns[j] = scale * root
     return tf.stack(columns, axis=-1)
+
+
+# Called eagerly, the D searches' fixed loops would run op by op in Python and a tape would
+# record each op: one graph per exact signature instead (inlined inside a tf.function).
+_solve_in_a_graph = tf.function(_solve, autograph=False)

@@ -104,27 +104,53 @@ class Monotonic(OnePassBijector):
         """The tensors the explicit map reads."""
         return self._params
 
-    def _explicit(self, y):
-        """``(explicit(y), log-derivative)`` with infinite inputs sent to their tails."""
-        params = [tf.convert_to_tensor(p, self.dtype) for p in self._params]
-        infinite = tf.math.is_inf(y)
-        far = tf.where(y > 0, tf.constant(FAR, y.dtype), tf.constant(-FAR, y.dtype))
-        value, log_derivative = self._explicit_map(tf.where(infinite, far, y), *params)
-        value = tf.where(infinite, y, value)
-        nan = tf.math.is_nan(y)
-        return tf.where(nan, y, value), tf.where(nan, y, log_derivative)
+    def _tensors(self):
+        return tuple(tf.convert_to_tensor(p, self.dtype) for p in self._params)
 
     def _inverse_and_log_det(self, y):
-        return self._explicit(y)
+        return _explicit(self._explicit_map, self._tensors(), y)
 
     def _forward_and_log_det(self, x):
-        y = invert_increasing(
-            lambda t: self._explicit(t)[0],
-            x,
-            derivative=lambda t: tf.exp(self._explicit(t)[1]),
-            steps=self._steps,
-        )
-        return y, -self._explicit(y)[1]
+        func, keywords = _signature(self._explicit_map)
+        sample = _sample_in_a_graph if tf.executing_eagerly() else _sample
+        return sample(func, keywords, self._tensors(), x, self._steps)
+
+
+def _explicit(explicit_map, params, y):
+    """``(explicit(y), log-derivative)`` with infinite inputs sent to their tails."""
+    infinite = tf.math.is_inf(y)
+    far = tf.where(y > 0, tf.constant(FAR, y.dtype), tf.constant(-FAR, y.dtype))
+    value, log_derivative = explicit_map(tf.where(infinite, far, y), *params)
+    value = tf.where(infinite, y, value)
+    nan = tf.math.is_nan(y)
+    return tf.where(nan, y, value), tf.where(nan, y, log_derivative)
+
+
+def _signature(explicit_map):
+    """``explicit_map`` as a function and its keywords, hashable by value: two bijectors
+    of one transform (each with its own ``functools.partial``) share one traced search."""
+    if isinstance(explicit_map, functools.partial) and not explicit_map.args:
+        return explicit_map.func, tuple(sorted(explicit_map.keywords.items()))
+    return explicit_map, ()
+
+
+def _sample(func, keywords, params, x, steps):
+    """The forward direction: ``y`` with ``explicit(y) = x``, and the forward log-det."""
+    explicit_map = functools.partial(func, **dict(keywords))
+    y = invert_increasing(
+        lambda t: _explicit(explicit_map, params, t)[0],
+        x,
+        derivative=lambda t: tf.exp(_explicit(explicit_map, params, t)[1]),
+        steps=steps,
+    )
+    return y, -_explicit(explicit_map, params, y)[1]
+
+
+# Called eagerly (a bijector used outside a tf.function), the search's fixed loops would run
+# op by op in Python (about 20 times slower) and a tape would record each op: one graph per
+# map and exact signature instead. (Relaxed shapes would hide the parameters' static
+# component counts, which the maps read.) Inside a tf.function or XLA, _sample is inlined.
+_sample_in_a_graph = tf.function(_sample, autograph=False)
 
 
 def _tensors(y, *params):
