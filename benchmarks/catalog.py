@@ -36,7 +36,6 @@ Interpreters also come from ``KFLOWS_BENCH_TORCH_PYTHON`` and ``KFLOWS_BENCH_JAX
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import platform
@@ -447,30 +446,17 @@ def child_main(framework: str, spec: dict):
 
 # ------------------------------------------------------------------ the orchestrator
 def available_builders(kflows_root: str) -> list[str]:
-    """kflows.cli.BUILDERS plus kflows.builders.__all__ of the checkout, without TensorFlow.
-
-    ``__all__`` is read from the source (importing kflows.builders would import TF here).
-    """
-    names: set[str] = set()
+    """The builder names of the checkout at ``kflows_root`` (``kflows._names.BUILDERS``, the
+    one list that kflows.builders, kflows.cli and kflows' namespace read), without TF."""
     sys.path.insert(0, kflows_root)
     try:
-        from kflows.cli import BUILDERS
-
-        names.update(BUILDERS)
-    except Exception as err:  # a half-edited cli.py must not stop the catalog
-        print(f"# kflows.cli.BUILDERS unreadable: {error_text(err)}", file=sys.stderr)
+        from kflows._names import BUILDERS
+    except Exception as err:  # a half-edited checkout must not stop the catalog
+        print(f"# kflows._names.BUILDERS unreadable: {error_text(err)}", file=sys.stderr)
+        return []
     finally:
         sys.path.remove(kflows_root)
-    source = Path(kflows_root, "kflows", "builders.py")
-    try:
-        for node in ast.parse(source.read_text()).body:
-            if isinstance(node, ast.Assign) and any(
-                getattr(t, "id", None) == "__all__" for t in node.targets
-            ):
-                names.update(ast.literal_eval(node.value))
-    except (OSError, SyntaxError, ValueError) as err:
-        print(f"# {source}: __all__ unreadable: {error_text(err)}", file=sys.stderr)
-    return sorted(names)
+    return sorted(BUILDERS)
 
 
 def batch_indices(num_rows: int, batch: int, steps: int, seed: int) -> np.ndarray:

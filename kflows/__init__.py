@@ -22,6 +22,8 @@ import importlib.util
 import pkgutil
 from typing import TYPE_CHECKING
 
+from kflows import _names
+
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:  # for type checkers and the API docs (griffe); at run time, _NAMES below
@@ -80,58 +82,15 @@ if TYPE_CHECKING:  # for type checkers and the API docs (griffe); at run time, _
     from kflows.saving import load
     from kflows.serving import export
 
-#: Where each public name lives (imported on first use); the same as the imports above.
+#: Where each public name lives (imported on first use); the same as the imports above
+#: (a test checks). The builders and layers are listed once, in kflows/_names.py.
 _NAMES = {
     **dict.fromkeys(
         ("Base", "DiagonalNormal", "Fixed", "GaussianMixture", "StandardNormal", "StudentT"),
         "bases",
     ),
-    **dict.fromkeys(
-        (
-            "bnaf",
-            "bpf",
-            "ffjord",
-            "flow_matching",
-            "gf",
-            "glow",
-            "maf",
-            "naf",
-            "ncsf",
-            "nsf",
-            "nsf_coupling",
-            "planar",
-            "radial",
-            "realnvp",
-            "residual",
-            "sospf",
-            "sylvester",
-            "unaf",
-        ),
-        "builders",
-    ),
-    **dict.fromkeys(
-        (
-            "FFJORD",
-            "ActNorm",
-            "BatchNorm",
-            "BlockNeuralAutoregressive",
-            "Coupling",
-            "Elementwise",
-            "FlowLayer",
-            "Gaussianization",
-            "InverseAutoregressive",
-            "LULinear",
-            "MaskedAutoregressive",
-            "Permute",
-            "Planar",
-            "Radial",
-            "Residual",
-            "Reverse",
-            "Standardize",
-            "Sylvester",
-        ),
-        "layers",
-    ),
+    **dict.fromkeys(_names.BUILDERS, "builders"),
+    **dict.fromkeys(_names.LAYERS, "layers"),
     **dict.fromkeys(("Conditioner", "MADE", "MLP"), "networks"),
     "Flow": "flow",
     "FlowMatching": "matching",

@@ -11,8 +11,9 @@ refused, never rounded). With ``event_dim`` the flow comes back built, its weigh
 from __future__ import annotations
 
 import math
-import numbers
 
+from kflows._names import BUILDERS
+from kflows._validate import count as _count
 from kflows.bases import Base, Fixed
 from kflows.flow import Flow
 from kflows.layers import (
@@ -40,40 +41,7 @@ from kflows.transforms import (
     SumOfSquares,
 )
 
-__all__ = [
-    "bnaf",
-    "bpf",
-    "ffjord",
-    "flow_matching",
-    "gf",
-    "glow",
-    "maf",
-    "naf",
-    "ncsf",
-    "nsf",
-    "nsf_coupling",
-    "planar",
-    "radial",
-    "realnvp",
-    "residual",
-    "sospf",
-    "sylvester",
-    "unaf",
-]
-
-
-def _count(value, name: str, allow_none: bool = False) -> int | None:
-    """``value`` as an int >= 1 (or None when allowed); bools, floats and strings are refused."""
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        expected = "an integer >= 1" + (" or None" if allow_none else "")
-        raise TypeError(
-            f"Expected {name} to be {expected}; got {value!r} ({type(value).__name__})."
-        )
-    if value < 1:
-        raise ValueError(f"Expected {name} >= 1; got {value}.")
-    return int(value)
+__all__ = list(BUILDERS)  # one list of the names, in kflows/_names.py
 
 
 def _flow(layers, event_dim, context_dim, **kwargs) -> Flow:
@@ -104,13 +72,33 @@ def _permutation(kind: str, seed: int | None, index: int, dtype):
     raise ValueError(f"Expected permutation 'reverse' or 'random'; got {kind!r}.")
 
 
-def _stack(make_layer, num_layers: int, permutation: str, seed: int | None, dtype=None):
+def _maker(layer_class, hidden_units, conditioner, dtype, **options):
+    """``make(i)``: a new ``layer_class`` layer with its own network, and ``options``."""
+
+    def make(_):
+        network = _network(hidden_units, conditioner)
+        return layer_class(conditioner=network, dtype=dtype, **options)
+
+    return make
+
+
+def _repeat(make_step, num_layers: int) -> list:
+    """The layers of ``num_layers`` steps: ``make_step(i)`` is step ``i``'s layer or layers."""
     layers = []
     for i in range(_count(num_layers, "num_layers")):
-        if i:
-            layers.append(_permutation(permutation, seed, i, dtype))
-        layers.append(make_layer(i))
+        step = make_step(i)
+        layers += step if isinstance(step, list) else [step]
     return layers
+
+
+def _stack(make_layer, num_layers: int, permutation: str, seed: int | None, dtype=None):
+    """``num_layers`` layers ``make_layer(i)`` with a permutation between each two."""
+
+    def step(i):
+        between = [_permutation(permutation, seed, i, dtype)] if i else []
+        return [*between, make_layer(i)]
+
+    return _repeat(step, num_layers)
 
 
 def maf(
@@ -148,11 +136,7 @@ def maf(
         >>> len(flow.flow_layers)  # five MAF layers and four reversals
         9
     """
-
-    def make(_):
-        network = _network(hidden_units, conditioner)
-        return MaskedAutoregressive(transform=transform, conditioner=network, dtype=dtype)
-
+    make = _maker(MaskedAutoregressive, hidden_units, conditioner, dtype, transform=transform)
     layers = _stack(make, num_layers, permutation, seed, dtype)
     return _flow(layers, event_dim, context_dim, base=base, dtype=dtype, name=name)
 
@@ -181,11 +165,7 @@ def realnvp(
         >>> flow.sample(2, seed=0).shape
         TensorShape([2, 4])
     """
-
-    def make(_):
-        network = _network(hidden_units, conditioner)
-        return Coupling(transform=transform, mask=mask, conditioner=network, dtype=dtype)
-
+    make = _maker(Coupling, hidden_units, conditioner, dtype, transform=transform, mask=mask)
     layers = _stack(make, num_layers, permutation, seed, dtype)
     return _flow(layers, event_dim, context_dim, base=base, dtype=dtype, name=name)
 
@@ -261,14 +241,10 @@ def glow(
         Kingma, Dhariwal. Glow: Generative Flow with Invertible 1x1 Convolutions.
         NeurIPS 2018.
     """
-    layers = []
-    for _ in range(_count(num_layers, "num_layers")):
-        network = _network(hidden_units, conditioner)
-        layers += [
-            ActNorm(dtype=dtype),
-            LULinear(dtype=dtype),
-            Coupling(transform=transform, conditioner=network, dtype=dtype),
-        ]
+    coupling = _maker(Coupling, hidden_units, conditioner, dtype, transform=transform)
+    layers = _repeat(
+        lambda i: [ActNorm(dtype=dtype), LULinear(dtype=dtype), coupling(i)], num_layers
+    )
     return _flow(layers, event_dim, context_dim, base=base, dtype=dtype, name=name)
 
 
@@ -302,21 +278,21 @@ def ffjord(
         >>> flow.flow_layers[0].fast_direction
         'neither'
     """
-    layers = [
-        FFJORD(
-            conditioner=_network(hidden_units, conditioner),
-            time=time,
-            trace=trace,
-            num_probes=num_probes,
-            seed=seed,
-            solver=solver,
-            rtol=rtol,
-            atol=atol,
-            solver_options=solver_options,
-            dtype=dtype,
-        )
-        for _ in range(_count(num_layers, "num_layers"))
-    ]
+    make = _maker(
+        FFJORD,
+        hidden_units,
+        conditioner,
+        dtype,
+        time=time,
+        trace=trace,
+        num_probes=num_probes,
+        seed=seed,
+        solver=solver,
+        rtol=rtol,
+        atol=atol,
+        solver_options=solver_options,
+    )
+    layers = _repeat(make, num_layers)
     return _flow(layers, event_dim, context_dim, base=base, dtype=dtype, name=name)
 
 
@@ -436,10 +412,7 @@ def planar(
     References:
         Rezende, Mohamed. Variational Inference with Normalizing Flows. ICML 2015.
     """
-    layers = [
-        Planar(conditioner=_network(hidden_units, conditioner), dtype=dtype)
-        for _ in range(_count(num_layers, "num_layers"))
-    ]
+    layers = _repeat(_maker(Planar, hidden_units, conditioner, dtype), num_layers)
     return _flow(layers, event_dim, context_dim, base=base, dtype=dtype, name=name)
 
 
@@ -465,10 +438,7 @@ def radial(
     References:
         Rezende, Mohamed. Variational Inference with Normalizing Flows. ICML 2015.
     """
-    layers = [
-        Radial(conditioner=_network(hidden_units, conditioner), dtype=dtype)
-        for _ in range(_count(num_layers, "num_layers"))
-    ]
+    layers = _repeat(_maker(Radial, hidden_units, conditioner, dtype), num_layers)
     return _flow(layers, event_dim, context_dim, base=base, dtype=dtype, name=name)
 
 
@@ -508,15 +478,12 @@ def sylvester(
         van den Berg, Hasenclever, Tomczak, Welling. Sylvester Normalizing Flows for
         Variational Inference. UAI 2018.
     """
-
-    def make(_):
-        network = _network(hidden_units, conditioner)
-        return Sylvester(num_reflections, rank, conditioner=network, dtype=dtype)
-
+    options = {"num_reflections": num_reflections, "rank": rank}
+    make = _maker(Sylvester, hidden_units, conditioner, dtype, **options)
     if num_reflections == 0 and not isinstance(num_reflections, bool):  # triangular: T-SNF
         layers = _stack(make, num_layers, "reverse", None, dtype)
     else:
-        layers = [make(i) for i in range(_count(num_layers, "num_layers"))]
+        layers = _repeat(make, num_layers)
     return _flow(layers, event_dim, context_dim, base=base, dtype=dtype, name=name)
 
 
@@ -600,12 +567,13 @@ def gf(
             "Expected hidden_units=None: a Gaussianization flow has no networks (set "
             f"num_kernels instead); got {hidden_units!r}."
         )
-    layers = []
-    for i in range(_count(num_layers, "num_layers")):
-        layers += [
+    layers = _repeat(
+        lambda i: [
             Gaussianization(num_kernels=num_kernels, dtype=dtype),
             LULinear("random", seed=None if seed is None else seed + i, dtype=dtype),
-        ]
+        ],
+        num_layers,
+    )
     return _flow(layers, event_dim, context_dim, base=base, dtype=dtype, name=name)
 
 
@@ -656,22 +624,22 @@ def residual(
         ICML 2019. Chen, Behrmann, Duvenaud, Jacobsen. Residual Flows for Invertible
         Generative Modeling. NeurIPS 2019.
     """
-    layers = []
-    for i in range(_count(num_layers, "num_layers")):
-        if actnorm:
-            layers.append(ActNorm(dtype=dtype))
-        layers.append(
-            Residual(
-                conditioner=_network(hidden_units, conditioner),
-                fixed_point_iterations=fixed_point_iterations,
-                newton_steps=newton_steps,
-                exact_max_dim=exact_max_dim,
-                num_terms=num_terms,
-                num_probes=num_probes,
-                seed=None if seed is None else seed + i,
-                dtype=dtype,
-            )
+
+    def step(i):
+        norm = [ActNorm(dtype=dtype)] if actnorm else []
+        block = Residual(
+            conditioner=_network(hidden_units, conditioner),
+            fixed_point_iterations=fixed_point_iterations,
+            newton_steps=newton_steps,
+            exact_max_dim=exact_max_dim,
+            num_terms=num_terms,
+            num_probes=num_probes,
+            seed=None if seed is None else seed + i,
+            dtype=dtype,
         )
+        return [*norm, block]
+
+    layers = _repeat(step, num_layers)
     return _flow(layers, event_dim, context_dim, base=base, dtype=dtype, name=name)
 
 

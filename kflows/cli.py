@@ -46,28 +46,8 @@ import shutil
 import sys
 import time
 
-#: The builders of ``--flow``: ``kflows.builders.__all__`` (a test checks), kept here so
-#: that parsing the command line does not import TensorFlow.
-BUILDERS = (
-    "bnaf",
-    "bpf",
-    "ffjord",
-    "flow_matching",
-    "gf",
-    "glow",
-    "maf",
-    "naf",
-    "ncsf",
-    "nsf",
-    "nsf_coupling",
-    "planar",
-    "radial",
-    "realnvp",
-    "residual",
-    "sospf",
-    "sylvester",
-    "unaf",
-)
+from kflows._names import BUILDERS  # the builders of --flow, without TensorFlow
+
 DEFAULT_FLOW = "nsf_coupling"
 SPLITS = ("train", "validation", "test")
 TABLE_SUFFIXES = (".csv", ".npy")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import threading
 
 import keras
@@ -11,6 +10,7 @@ import tensorflow_probability as tfp
 
 from kflows import inputs, serving
 from kflows._tracking import track_items
+from kflows._validate import is_integer
 from kflows.bases import Base, Fixed, StandardNormal
 from kflows.bijectors import RowGuard, nan_unless_finite_weights, overflow_as_zero_density
 from kflows.layers.layer import FlowLayer
@@ -115,11 +115,7 @@ class Flow(Trainer, keras.Model):
         self.flow_layers = layers
         track_items(self, "flow_layer", layers)
         self.base = base if base is not None else StandardNormal(dtype=self.dtype_policy)
-        if context_dim is not None and (
-            isinstance(context_dim, bool)
-            or not isinstance(context_dim, numbers.Integral)
-            or context_dim <= 0
-        ):
+        if context_dim is not None and not (is_integer(context_dim) and context_dim > 0):
             raise ValueError(
                 f"Expected context_dim as an integer > 0 or None; got {context_dim!r}."
             )
@@ -129,11 +125,7 @@ class Flow(Trainer, keras.Model):
         self.nll = keras.metrics.Mean(name="loss", dtype=self.variable_dtype)
         self.bits_per_dim = keras.metrics.Mean(name="bits_per_dim", dtype=self.variable_dtype)
         if event_dim is not None:
-            if (
-                isinstance(event_dim, bool)
-                or not isinstance(event_dim, numbers.Integral)
-                or event_dim < 1
-            ):
+            if not (is_integer(event_dim) and event_dim >= 1):
                 raise TypeError(f"Expected event_dim as an integer >= 1; got {event_dim!r}.")
             shape = (None, int(event_dim))
             self.build(shape if context_dim is None else (shape, (None, self.context_dim)))

@@ -46,6 +46,7 @@ import keras
 import tensorflow as tf
 
 from kflows import inputs
+from kflows._validate import is_integer
 from kflows.flow import Flow
 from kflows.layers.continuous import FFJORD
 from kflows.training import _multi_worker_logs
@@ -113,7 +114,7 @@ def _coupling(value) -> dict:
         if spec["reg"] == 0.0:
             raise ValueError("Expected coupling reg > 0 (an entropic plan); got 0.0.")
         iterations = spec["iterations"]
-        if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral):
+        if not is_integer(iterations):
             raise TypeError(f"Expected coupling iterations as an integer; got {iterations!r}.")
         if iterations < 1:
             raise ValueError(f"Expected coupling iterations >= 1; got {iterations}.")
@@ -267,7 +268,7 @@ class FlowMatching(Flow):
         coupling = _coupling(coupling)
         if seed is None:
             seed = random.randrange(2**31)  # seeded by keras.utils.set_random_seed
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        if not is_integer(seed):
             raise TypeError(f"Expected seed as an int or None; got {seed!r}.")
         if not 0 <= seed < 2**31:
             raise ValueError(f"Expected seed in [0, 2**31 - 1]; got {seed}.")

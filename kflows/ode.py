@@ -13,10 +13,10 @@ nested structures, as ``tfb.FFJORD``'s trace-augmented state ``(x, log_det)`` is
 
 from __future__ import annotations
 
-import numbers
-
 import tensorflow as tf
 import tensorflow_probability as tfp
+
+from kflows._validate import is_integer
 
 __all__ = ["RK4", "FixedStep", "Midpoint"]
 
@@ -57,7 +57,7 @@ class FixedStep:
     stages: int = 1
 
     def __init__(self, num_steps: int = 32):
-        if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral):
+        if not is_integer(num_steps):
             raise TypeError(
                 f"Expected num_steps as an integer >= 1; got {num_steps!r} "
                 f"({type(num_steps).__name__})."

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from kflows._validate import integer
 from kflows.bijectors import circular, monotonic
 from kflows.bijectors import spline as spline_bijectors
 
@@ -162,8 +163,7 @@ class RationalQuadraticSpline(Transform):
         min_bin_height: float = 1e-3,
         min_slope: float = 1e-3,
     ):
-        if isinstance(bins, bool) or not isinstance(bins, numbers.Integral) or bins < 2:
-            raise ValueError(f"Expected an integer bins >= 2; got {bins!r}.")
+        integer(bins, "bins", minimum=2)
         if not bound > 0:
             raise ValueError(f"Expected bound > 0; got {bound!r}.")
         for name, value in (("min_bin_width", min_bin_width), ("min_bin_height", min_bin_height)):
@@ -272,13 +272,6 @@ class CircularSpline(RationalQuadraticSpline):
         return config
 
 
-def _integer(value, name: str, minimum: int) -> int:
-    """``value`` as an int >= ``minimum``; bools, floats and strings are refused."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"Expected an integer {name} >= {minimum}; got {value!r}.")
-    return int(value)
-
-
 def _positive(value, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
         raise ValueError(f"Expected a number {name} > 0; got {value!r}.")
@@ -314,7 +307,7 @@ class DeepSigmoidal(Transform):
     """
 
     def __init__(self, hidden: int = 8):
-        self.hidden = _integer(hidden, "hidden", 1)
+        self.hidden = integer(hidden, "hidden", 1)
 
     @property
     def num_params(self) -> int:
@@ -364,8 +357,8 @@ class MonotonicNetwork(Transform):
     """
 
     def __init__(self, hidden: int = 8, nodes: int = 33):
-        self.hidden = _integer(hidden, "hidden", 1)
-        self.nodes = _integer(nodes, "nodes", 2)
+        self.hidden = integer(hidden, "hidden", 1)
+        self.nodes = integer(nodes, "nodes", 2)
 
     @property
     def num_params(self) -> int:
@@ -418,8 +411,8 @@ class SumOfSquares(Transform):
     """
 
     def __init__(self, polynomials: int = 4, degree: int = 3, bound: float = 4.0):
-        self.polynomials = _integer(polynomials, "polynomials", 1)
-        self.degree = _integer(degree, "degree", 0)
+        self.polynomials = integer(polynomials, "polynomials", 1)
+        self.degree = integer(degree, "degree", 0)
         self.bound = _positive(bound, "bound")
 
     @property
@@ -471,7 +464,7 @@ class Bernstein(Transform):
     """
 
     def __init__(self, degree: int = 16, bound: float = 4.0):
-        self.degree = _integer(degree, "degree", 1)
+        self.degree = integer(degree, "degree", 1)
         self.bound = _positive(bound, "bound")
 
     @property

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import numbers
-
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kflows.bijectors.one_pass import OnePassBijector
-from kflows.bijectors.variables import EventSized, LayerVariables
+from kflows._validate import integer
+from kflows.bijectors.variables import EventSized, LayerBijector
 
 tfb = tfp.bijectors
 
 
-class Autoregressive(LayerVariables, EventSized, OnePassBijector):
+class Autoregressive(EventSized, LayerBijector):
     """``x_i = tau(u_i; theta_i(x_<i))``: an autoregressive bijector over a conditioner.
 
     Forward is base side ``u`` to data side ``x`` (sampling); inverse is data to base
@@ -61,25 +59,9 @@ class Autoregressive(LayerVariables, EventSized, OnePassBijector):
         parameters = dict(locals())
         if not callable(transform_fn):
             raise TypeError(f"Expected a callable transform_fn; got {transform_fn!r}.")
-        if (
-            isinstance(event_size, bool)
-            or not isinstance(event_size, numbers.Integral)
-            or event_size < 1
-        ):
-            raise ValueError(f"Expected an integer event_size >= 1; got {event_size!r}.")
         self._transform_fn = transform_fn
-        self._event_size = int(event_size)
-        super().__init__(
-            variables=variables,
-            forward_min_event_ndims=1,
-            validate_args=validate_args,
-            parameters=parameters,
-            name=name,
-        )
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
+        self._event_size = integer(event_size, "event_size")
+        super().__init__(parameters, variables, validate_args, name)
 
     def _forward_and_log_det(self, x):
         x = self._checked(x)

@@ -7,8 +7,7 @@ from typing import TYPE_CHECKING
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kflows.bijectors.one_pass import OnePassBijector
-from kflows.bijectors.variables import LayerVariables
+from kflows.bijectors.variables import LayerBijector
 
 if TYPE_CHECKING:
     from kflows.layers.normalization import BatchNorm
@@ -48,7 +47,7 @@ def global_moments(x):
     return mean, squares / count
 
 
-class BatchNormBijector(LayerVariables, OnePassBijector):
+class BatchNormBijector(LayerBijector):
     """``x = (u - beta) * exp(-log_gamma) * sqrt(var + eps) + mean`` for a :class:`BatchNorm`.
 
     The density direction (inverse) uses the batch's statistics in training and updates the
@@ -78,17 +77,8 @@ class BatchNormBijector(LayerVariables, OnePassBijector):
         self._layer = layer
         self._training = bool(training)
         # The statistics and weights are read through the layer: list them for tf.Module.
-        super().__init__(
-            variables=layer.variables,
-            forward_min_event_ndims=1,
-            parameters=parameters,
-            name=name,
-            dtype=tf.as_dtype(layer.variable_dtype),
-        )
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
+        dtype = tf.as_dtype(layer.variable_dtype)
+        super().__init__(parameters, layer.variables, name=name, dtype=dtype)
 
     def _moving(self):
         layer = self._layer

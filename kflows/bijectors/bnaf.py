@@ -26,15 +26,14 @@ References:
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kflows.bijectors.one_pass import OnePassBijector
+from kflows._validate import integer
 from kflows.bijectors.root import invert_increasing
-from kflows.bijectors.variables import EventSized, LayerVariables
+from kflows.bijectors.variables import EventSized, LayerBijector
 
 tfb = tfp.bijectors
 
@@ -133,7 +132,7 @@ def _log_matvec(log_vector, log_matrix):
     return tf.reduce_logsumexp(log_vector[..., :, :, None] + log_matrix, axis=-2)
 
 
-class BlockNeuralAutoregressive(LayerVariables, EventSized, OnePassBijector):
+class BlockNeuralAutoregressive(EventSized, LayerBijector):
     """The BNAF network as a bijector: inverse ``z = f(y)`` in one pass, forward by search.
 
     ``weights_fn()`` returns ``(layers, shift)``: ``layers`` a list of ``(weight,
@@ -185,29 +184,14 @@ class BlockNeuralAutoregressive(LayerVariables, EventSized, OnePassBijector):
         parameters = dict(locals())
         if not callable(weights_fn):
             raise TypeError(f"Expected a callable weights_fn; got {weights_fn!r}.")
-        if (
-            isinstance(event_size, bool)
-            or not isinstance(event_size, numbers.Integral)
-            or event_size < 1
-        ):
-            raise ValueError(f"Expected an integer event_size >= 1; got {event_size!r}.")
+        event_size = integer(event_size, "event_size")
         if not float(leak) > 0:
             raise ValueError(f"Expected leak > 0; got {leak!r}.")
         self._weights_fn = weights_fn
-        self._event_size = int(event_size)
+        self._event_size = event_size
         self._leak = float(leak)
         self._steps = steps
-        super().__init__(
-            variables=variables,
-            forward_min_event_ndims=1,
-            validate_args=validate_args,
-            parameters=parameters,
-            name=name,
-        )
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
+        super().__init__(parameters, variables, validate_args, name)
 
     def _weights(self, dtype):
         layers, shift = self._weights_fn()

@@ -7,6 +7,8 @@ import math
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from kflows.bijectors.elementwise import ElementwiseParams, dtype_of
+
 tfb = tfp.bijectors
 
 
@@ -29,7 +31,7 @@ def wrap(x):
     return tf.where(angle >= pi, -pi + (angle - tf.stop_gradient(angle)), angle)
 
 
-class CircularShift(tfb.Bijector):
+class CircularShift(ElementwiseParams, tfb.Bijector):
     """A rotation of the circle ``[-pi, pi)``: ``y = (x + shift)`` modulo ``2 pi``.
 
     Volume-preserving on the circle (log-det 0). Points off the circle are not angles: a
@@ -57,17 +59,7 @@ class CircularShift(tfb.Bijector):
     def __init__(self, shift, name: str = "circular_shift"):
         parameters = dict(locals())
         self._shift = shift
-        dtype = getattr(shift, "dtype", None)
-        super().__init__(
-            forward_min_event_ndims=0,
-            parameters=parameters,
-            name=name,
-            dtype=None if dtype is None else tf.as_dtype(dtype),
-        )
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
+        super().__init__(parameters, name, dtype_of(shift))
 
     @property
     def shift(self):

@@ -6,13 +6,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kflows.bijectors.one_pass import OnePassBijector
-from kflows.bijectors.variables import LayerVariables
+from kflows.bijectors.variables import LayerBijector
 
 tfb = tfp.bijectors
 
 
-class Coupling(LayerVariables, OnePassBijector):
+class Coupling(LayerBijector):
     """``y_B = tau(x_B; theta(x_A))``, ``y_A = x_A``: a coupling bijector with any mask.
 
     ``mask[i]`` True puts feature ``i`` in ``A``: it passes through unchanged (bit for bit)
@@ -68,17 +67,7 @@ class Coupling(LayerVariables, OnePassBijector):
         # Kept features first (RealNVP's "half" mask): slices instead of gathers, whose
         # gradients (scatters) cost a third of a small coupling flow's training step.
         self._prefix = bool(np.array_equal(self._kept, np.arange(len(self._kept))))
-        super().__init__(
-            variables=variables,
-            forward_min_event_ndims=1,
-            validate_args=validate_args,
-            parameters=parameters,
-            name=name,
-        )
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
+        super().__init__(parameters, variables, validate_args, name)
 
     @property
     def mask(self) -> np.ndarray:

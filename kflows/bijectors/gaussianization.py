@@ -7,6 +7,7 @@ import math
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from kflows.bijectors.elementwise import ElementwiseParams, dtype_of
 from kflows.bijectors.one_pass import OnePassBijector
 from kflows.bijectors.root import invert_increasing
 
@@ -22,7 +23,7 @@ def log_ndtr(x):
     return tfp.math.logerfc(-x * (1.0 / math.sqrt(2.0))) - math.log(2.0)
 
 
-class KernelGaussianization(OnePassBijector):
+class KernelGaussianization(ElementwiseParams, OnePassBijector):
     """``z = Phi^-1((1/K) sum_k Phi((x - loc_k) / bandwidth_k))``, element-wise.
 
     The Gaussianization flow layer (Meng et al., 2020): each feature goes through the CDF
@@ -66,17 +67,7 @@ class KernelGaussianization(OnePassBijector):
         parameters = dict(locals())
         self._loc = loc
         self._log_bandwidth = log_bandwidth
-        dtype = getattr(loc, "dtype", None)
-        super().__init__(
-            forward_min_event_ndims=0,
-            parameters=parameters,
-            name=name,
-            dtype=None if dtype is None else tf.as_dtype(dtype),
-        )
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
+        super().__init__(parameters, name, dtype_of(loc))
 
     @classmethod
     def _is_increasing(cls):

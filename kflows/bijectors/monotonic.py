@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 
 import numpy as np
 import tensorflow as tf
 
+from kflows._validate import integer, is_integer
+from kflows.bijectors.elementwise import ElementwiseParams
 from kflows.bijectors.one_pass import OnePassBijector
 from kflows.bijectors.root import invert_increasing
 from kflows.bijectors.spline import _float_dtype
@@ -40,7 +41,7 @@ from kflows.bijectors.spline import _float_dtype
 FAR = 1e4
 
 
-class Monotonic(OnePassBijector):
+class Monotonic(ElementwiseParams, OnePassBijector):
     """An element-wise increasing bijector from an explicit map of the data side.
 
     ``inverse(y) = explicit(y)`` in one pass, with the log-det the map returns;
@@ -77,27 +78,16 @@ class Monotonic(OnePassBijector):
         parameters = dict(locals())
         if not callable(explicit):
             raise TypeError(f"Expected a callable explicit map; got {explicit!r}.")
-        if steps is not None and (
-            isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1
-        ):
+        if steps is not None and not (is_integer(steps) and steps >= 1):
             raise ValueError(f"Expected steps as an integer >= 1 or None; got {steps!r}.")
         self._explicit_map = explicit
         self._params = tuple(params)
         self._steps = steps
-        super().__init__(
-            forward_min_event_ndims=0,
-            parameters=parameters,
-            name=name,
-            dtype=_float_dtype(self._params),
-        )
+        super().__init__(parameters, name, _float_dtype(self._params))
 
     @classmethod
     def _is_increasing(cls):
         return True
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
 
     @property
     def params(self) -> tuple:
@@ -233,9 +223,7 @@ def clenshaw_curtis(nodes: int) -> tuple[np.ndarray, np.ndarray]:
         Numerische Mathematik 2, 1960. Trefethen. Spectral Methods in MATLAB (``clencurt``),
         SIAM 2000; Is Gauss quadrature better than Clenshaw-Curtis? SIAM Review 2008.
     """
-    if isinstance(nodes, bool) or not isinstance(nodes, numbers.Integral) or nodes < 2:
-        raise ValueError(f"Expected an integer nodes >= 2; got {nodes!r}.")
-    n = int(nodes) - 1
+    n = integer(nodes, "nodes", minimum=2) - 1
     theta = np.pi * np.arange(n + 1) / n
     weights = np.zeros(n + 1)
     inner = theta[1:-1]

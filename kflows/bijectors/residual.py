@@ -2,21 +2,13 @@
 
 from __future__ import annotations
 
-import numbers
-
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kflows.bijectors.one_pass import OnePassBijector
-from kflows.bijectors.variables import EventSized, LayerVariables
+from kflows._validate import integer
+from kflows.bijectors.variables import EventSized, LayerBijector
 
 tfb = tfp.bijectors
-
-
-def _count(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ValueError(f"Expected an integer {name} >= {minimum}; got {value!r}.")
-    return int(value)
 
 
 def _tiled(x, copies: int):
@@ -109,7 +101,7 @@ def series_log_det(g, x, num_terms: int, num_probes: int, seed):
     return g_tiled[0], total
 
 
-class Residual(LayerVariables, EventSized, OnePassBijector):
+class Residual(EventSized, LayerBijector):
     """``z = x + g(x)`` (density direction, one pass), inverted by fixed-point iteration.
 
     ``g`` must be a contraction (Lipschitz constant ``L < 1``, e.g. a
@@ -172,20 +164,14 @@ class Residual(LayerVariables, EventSized, OnePassBijector):
         if not callable(residual_fn):
             raise TypeError(f"Expected a callable residual_fn; got {residual_fn!r}.")
         self._residual_fn = residual_fn
-        self._event_size = _count(event_size, "event_size")
-        self._iterations = _count(fixed_point_iterations, "fixed_point_iterations")
-        self._newton_steps = _count(newton_steps, "newton_steps", minimum=0)
-        self._exact_max_dim = _count(exact_max_dim, "exact_max_dim", minimum=0)
-        self._num_terms = _count(num_terms, "num_terms")
-        self._num_probes = _count(num_probes, "num_probes")
-        self._seed = None if seed is None else _count(seed, "seed", minimum=0)
-        super().__init__(
-            variables=variables, forward_min_event_ndims=1, parameters=parameters, name=name
-        )
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
+        self._event_size = integer(event_size, "event_size")
+        self._iterations = integer(fixed_point_iterations, "fixed_point_iterations")
+        self._newton_steps = integer(newton_steps, "newton_steps", minimum=0)
+        self._exact_max_dim = integer(exact_max_dim, "exact_max_dim", minimum=0)
+        self._num_terms = integer(num_terms, "num_terms")
+        self._num_probes = integer(num_probes, "num_probes")
+        self._seed = None if seed is None else integer(seed, "seed", minimum=0)
+        super().__init__(parameters, variables, name=name)
 
     @property
     def exact(self) -> bool:

@@ -38,9 +38,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from kflows.bijectors.one_pass import OnePassBijector
 from kflows.bijectors.root import invert_increasing
-from kflows.bijectors.variables import LayerVariables
+from kflows.bijectors.variables import LayerBijector
 
 tfb = tfp.bijectors
 
@@ -141,7 +140,7 @@ def _invert_radius(alpha, q, target):
     return invert_residual(lambda r: (q - alpha) * r / (alpha + tf.abs(r)), slope, target)
 
 
-class _ExplicitForward(LayerVariables, OnePassBijector):
+class _ExplicitForward(LayerBijector):
     """Shared by the three families: parameters from a callable, log-dets over one event."""
 
     def __init__(self, params, variables=(), validate_args=False, name="residual_1d"):
@@ -149,17 +148,7 @@ class _ExplicitForward(LayerVariables, OnePassBijector):
         if not callable(params):
             raise TypeError(f"Expected a callable params() returning a dict; got {params!r}.")
         self._params_fn = params
-        super().__init__(
-            variables=variables,
-            forward_min_event_ndims=1,
-            validate_args=validate_args,
-            parameters=parameters,
-            name=name,
-        )
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
+        super().__init__(parameters, variables, validate_args, name)
 
     def params(self, dtype=None) -> dict:
         """The unconstrained parameters, as tensors (of ``dtype`` when given)."""

@@ -8,6 +8,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from kflows.bijectors.elementwise import ElementwiseParams
 from kflows.bijectors.one_pass import OnePassBijector
 
 tfb = tfp.bijectors
@@ -63,7 +64,7 @@ def _split_last(t, rows: int, cols: int):
     return tf.reshape(t, tf.concat([tf.shape(t)[:-1], [rows, cols]], axis=0))
 
 
-class RationalQuadraticSpline(OnePassBijector):
+class RationalQuadraticSpline(ElementwiseParams, OnePassBijector):
     """Monotonic rational-quadratic spline on ``[-bound, bound]``, the identity outside.
 
     The same map as ``tfb.RationalQuadraticSpline(bin_widths, bin_heights, knot_slopes,
@@ -153,20 +154,11 @@ class RationalQuadraticSpline(OnePassBijector):
         self._params = (bin_widths, bin_heights, knot_slopes)
         self._boundary_slope = boundary_slope
         self._bound = float(bound)
-        super().__init__(
-            forward_min_event_ndims=0,
-            parameters=parameters,
-            name=name,
-            dtype=_float_dtype(self._params),
-        )
+        super().__init__(parameters, name, _float_dtype(self._params))
 
     @classmethod
     def _is_increasing(cls):
         return True
-
-    @classmethod
-    def _parameter_properties(cls, dtype):
-        return {}
 
     @property
     def bound(self) -> float:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from kflows.bijectors.one_pass import OnePassBijector
+
 
 class LayerVariables:
     """Mixin: a bijector that lists the variables of the layer whose weights it reads.
@@ -20,6 +22,30 @@ class LayerVariables:
         self._layer_variables = tuple(
             v.value if isinstance(v, keras.Variable) else v for v in variables
         )
+
+
+class LayerBijector(LayerVariables, OnePassBijector):
+    """Base: a one-pass bijector over vectors whose parameters a Keras layer's weights give.
+
+    The bijector's parameters reach it through callables, not as tensors TFP could slice
+    or batch (``_parameter_properties`` is empty), and it acts on the last axis
+    (``forward_min_event_ndims=1``). ``parameters`` is the subclass's ``dict(locals())``;
+    the other keywords go on to :class:`~kflows.bijectors.OnePassBijector` (e.g. ``dtype``).
+    """
+
+    def __init__(self, parameters, variables=(), validate_args=False, name=None, **kwargs):
+        super().__init__(
+            variables=variables,
+            forward_min_event_ndims=1,
+            validate_args=validate_args,
+            parameters=parameters,
+            name=name,
+            **kwargs,
+        )
+
+    @classmethod
+    def _parameter_properties(cls, dtype):
+        return {}
 
 
 class EventSized:

@@ -1,5 +1,7 @@
 """Flow layers, one structure per file: Keras owns the weights here, the maths is in bijectors/."""
 
+# ruff: noqa: F401 (the layers are imported here and exported by the computed __all__)
+from kflows import _names
 from kflows.layers.autoregressive import InverseAutoregressive, MaskedAutoregressive
 from kflows.layers.bnaf import BlockNeuralAutoregressive
 from kflows.layers.continuous import FFJORD
@@ -15,25 +17,6 @@ from kflows.layers.radial import Radial
 from kflows.layers.residual import Residual
 from kflows.layers.sylvester import Sylvester
 
-__all__ = [
-    "FAST_DIRECTIONS",
-    "FFJORD",
-    "INITIALISATIONS",
-    "ActNorm",
-    "BatchNorm",
-    "BlockNeuralAutoregressive",
-    "Coupling",
-    "Elementwise",
-    "FlowLayer",
-    "Gaussianization",
-    "InverseAutoregressive",
-    "LULinear",
-    "MaskedAutoregressive",
-    "Permute",
-    "Planar",
-    "Radial",
-    "Residual",
-    "Reverse",
-    "Standardize",
-    "Sylvester",
-]
+#: The layers, named once in kflows/_names.py (``list()``: griffe then reads no names it
+#: cannot expand), and the vocabularies of the layers' traits.
+__all__ = [*list(_names.LAYERS), "FAST_DIRECTIONS", "INITIALISATIONS"]

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from kflows import bijectors
 from kflows._tracking import track_items
+from kflows._validate import is_integer
 from kflows.bijectors.bnaf import block_weight
 from kflows.layers.layer import FlowLayer, check_event_dim
 
@@ -97,9 +98,7 @@ class BlockNeuralAutoregressive(FlowLayer):
     ):
         super().__init__(**kwargs)
         units = tuple(hidden_units) if isinstance(hidden_units, (list, tuple)) else None
-        if not units or any(
-            isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in units
-        ):
+        if not units or not all(is_integer(h) and h >= 1 for h in units):
             raise ValueError(
                 f"Expected hidden_units as a non-empty list of integers >= 1 (units per "
                 f"feature); got {hidden_units!r}."
@@ -108,9 +107,7 @@ class BlockNeuralAutoregressive(FlowLayer):
             raise ValueError(f"Expected leak > 0 (a float); got {leak!r}.")
         if not isinstance(weight_norm, bool):
             raise TypeError(f"Expected weight_norm True or False; got {weight_norm!r}.")
-        if steps is not None and (
-            isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1
-        ):
+        if steps is not None and not (is_integer(steps) and steps >= 1):
             raise ValueError(f"Expected steps an integer >= 1 or None; got {steps!r}.")
         self.hidden_units = tuple(int(h) for h in units)
         self.leak = float(leak)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import numbers
-
 import keras
 import numpy as np
 
+from kflows._validate import integer
 from kflows.bijectors.gaussianization import KernelGaussianization
 from kflows.layers.layer import FlowLayer
 from kflows.layers.normalization import _as_2d, _checked
@@ -55,15 +54,10 @@ class Gaussianization(FlowLayer):
 
     def __init__(self, num_kernels: int = 8, epsilon: float = 1e-3, **kwargs):
         super().__init__(**kwargs)
-        if (
-            isinstance(num_kernels, bool)
-            or not isinstance(num_kernels, numbers.Integral)
-            or num_kernels < 1
-        ):
-            raise ValueError(f"Expected an integer num_kernels >= 1; got {num_kernels!r}.")
+        num_kernels = integer(num_kernels, "num_kernels")
         if not epsilon > 0:
             raise ValueError(f"Expected epsilon > 0; got {epsilon!r}.")
-        self.num_kernels = int(num_kernels)
+        self.num_kernels = num_kernels
         self.epsilon = float(epsilon)
 
     def build(self, x_shape, context_shape=None):

@@ -13,7 +13,7 @@ import functools
 import keras
 
 from kflows import bijectors, networks
-from kflows.bijectors.residual import _count
+from kflows._validate import integer
 from kflows.layers.layer import FlowLayer
 
 #: The residual branch's default network: small, smooth and 1-Lipschitz per layer.
@@ -96,12 +96,12 @@ class Residual(FlowLayer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        self.fixed_point_iterations = _count(fixed_point_iterations, "fixed_point_iterations")
-        self.newton_steps = _count(newton_steps, "newton_steps", minimum=0)
-        self.exact_max_dim = _count(exact_max_dim, "exact_max_dim", minimum=0)
-        self.num_terms = _count(num_terms, "num_terms")
-        self.num_probes = _count(num_probes, "num_probes")
-        self.seed = None if seed is None else _count(seed, "seed", minimum=0)
+        self.fixed_point_iterations = integer(fixed_point_iterations, "fixed_point_iterations")
+        self.newton_steps = integer(newton_steps, "newton_steps", minimum=0)
+        self.exact_max_dim = integer(exact_max_dim, "exact_max_dim", minimum=0)
+        self.num_terms = integer(num_terms, "num_terms")
+        self.num_probes = integer(num_probes, "num_probes")
+        self.seed = None if seed is None else integer(seed, "seed", minimum=0)
         self.conditioner = networks.get(
             conditioner, networks.LipschitzMLP, self.dtype_policy, **DEFAULT_LIPSCHITZ
         )

@@ -7,22 +7,11 @@ References:
 
 from __future__ import annotations
 
-import numbers
-
 import keras
 
 from kflows import bijectors
+from kflows._validate import count
 from kflows.layers.amortised import AmortisedLayer
-
-
-def _count(value, name: str, minimum: int, allow_none: bool = False):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"Expected {name} to be an integer >= {minimum}; got {value!r}.")
-    if value < minimum:
-        raise ValueError(f"Expected {name} >= {minimum}; got {value}.")
-    return int(value)
 
 
 @keras.saving.register_keras_serializable(package="kflows")
@@ -62,8 +51,8 @@ class Sylvester(AmortisedLayer):
 
     def __init__(self, num_reflections: int = 4, rank: int | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.num_reflections = _count(num_reflections, "num_reflections", 0)
-        self.rank = _count(rank, "rank", 1, allow_none=True)
+        self.num_reflections = count(num_reflections, "num_reflections", minimum=0)
+        self.rank = count(rank, "rank", allow_none=True)
 
     def parameter_specs(self, dim):
         rank = dim if self.rank is None else self.rank

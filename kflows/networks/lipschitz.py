@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from kflows._tracking import track_items
+from kflows._validate import integer
 from kflows.networks.conditioner import Conditioner, broadcast_concat
 
 
@@ -133,14 +134,7 @@ class LipschitzMLP(Conditioner):
             )
         if isinstance(coeff, bool) or not isinstance(coeff, numbers.Real) or not 0 < coeff < 1:
             raise ValueError(f"Expected 0 < coeff < 1; got {coeff!r}.")
-        if (
-            isinstance(power_iterations, bool)
-            or not isinstance(power_iterations, numbers.Integral)
-            or power_iterations < 1
-        ):
-            raise ValueError(
-                f"Expected an integer power_iterations >= 1; got {power_iterations!r}."
-            )
+        integer(power_iterations, "power_iterations")
         self.activation_name = activation
         self.activation = LIPSCHITZ_ACTIVATIONS[activation]
         self.coeff = float(coeff)
