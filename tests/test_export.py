@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -36,15 +37,33 @@ def close(actual, expected):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    """``exported(case) -> (flow, version_dir)``, exporting each case once per module."""
-    root = tmp_path_factory.mktemp("exports")
+    """``exported(case) -> (flow, version_dir)``, exporting each case once per test run.
+
+    Exporting (tracing four signatures) is what costs here, and ``make_flow`` builds the
+    same flow in every process: so pytest-xdist's workers share one folder of exports in
+    this run's base temporary folder. Each export is written to a private folder and
+    renamed into place; a worker that finds a case there rebuilds its flow and reuses it.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER")  # None outside pytest-xdist
+    base = tmp_path_factory.getbasetemp()
+    root = (base if worker is None else base.parent) / "shared_exports"
+    root.mkdir(exist_ok=True)
     cache = {}
 
     def get(case):
         if case not in cache:
             name, ctx = case
             flow, _ = make_flow(name, dim=DIM, context_dim=ctx)
-            cache[case] = flow, kflows.export(flow, root / case_id(case), warmup=False)
+            final = root / case_id(case)
+            if not final.exists():
+                private = root / f"{case_id(case)}.{worker}.partial"
+                kflows.export(flow, private, warmup=False)
+                try:
+                    os.rename(private, final)
+                except OSError:  # another worker published the same case first
+                    shutil.rmtree(private)
+            (version,) = [p for p in final.iterdir() if p.name.isdigit()]
+            cache[case] = flow, str(version)
         return cache[case]
 
     return get
