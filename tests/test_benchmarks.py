@@ -41,7 +41,6 @@ def test_run_prints_the_ratio_table(tmp_path):
             os.path.join(BENCH, "run.py"),
             "--flows",
             "maf",
-            "realnvp",
             "--dim",
             "2",
             "--hidden",
