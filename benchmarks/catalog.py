@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import queue
 import shutil
 import statistics
@@ -52,6 +51,10 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import common  # noqa: E402
+
 FRAMEWORKS = ("kflows", "zuko", "flowjax")
 LABELS = {"kflows": "kflows", "zuko": "zuko", "flowjax": "FlowJAX"}
 DEFAULT_DATASETS = ("two_moons", "checkerboard", "breast_cancer")
@@ -459,17 +462,6 @@ def available_builders(kflows_root: str) -> list[str]:
     return sorted(BUILDERS)
 
 
-def batch_indices(num_rows: int, batch: int, steps: int, seed: int) -> np.ndarray:
-    """Row indices of each step's batch: shuffled epochs, full batches only."""
-    rng = np.random.default_rng(seed + 1)
-    per_epoch = num_rows // batch
-    out = []
-    while len(out) < steps:
-        perm = rng.permutation(num_rows)
-        out.extend(perm[i * batch : (i + 1) * batch] for i in range(per_epoch))
-    return np.stack(out[:steps]).astype(np.int64)
-
-
 def write_data(name: str, args, directory: str) -> dict:
     """The dataset's fixed train and test splits and the batches, in one ``.npz``."""
     sys.path.insert(0, args.kflows_root)
@@ -488,7 +480,8 @@ def write_data(name: str, args, directory: str) -> dict:
         test = test[: args.test_rows]
     batch = min(args.batch, len(train))
     path = os.path.join(directory, f"{name}.npz")
-    batches = batch_indices(len(train), batch, args.steps, args.seed)
+    batches = np.stack(common.batch_indices(len(train), batch, args.steps, args.seed))
+    batches = batches.astype(np.int64)
     np.savez(path, train=train, test=test, batches=batches)
     return {
         "name": name,
@@ -698,20 +691,6 @@ def tables(report: dict) -> str:
     return "\n".join(out)
 
 
-def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{platform.platform()}; {os.cpu_count()} CPUs ({cpu}); Python {platform.python_version()}"
-    )
-
-
 def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add = parser.add_argument
@@ -822,7 +801,7 @@ def main(argv=None):
         "eval_chunk": args.eval_chunk,
     }
     report = {
-        "machine": machine(),
+        "machine": common.machine(),
         "argv": sys.argv,
         "spec": spec,
         "frameworks": args.frameworks,

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import resource
 import statistics
 import sys
@@ -177,3 +179,18 @@ def emit(spec: dict, framework: str, metrics: dict):
 def not_run(spec: dict, framework: str, reason: str):
     """Reports a configuration this framework cannot run (e.g. a missing transform)."""
     emit(spec, framework, {"not_run": reason})
+
+
+def machine() -> str:
+    """The platform, CPU count and model, and Python version, for a results header."""
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{platform.platform()}; {os.cpu_count()} CPUs ({cpu}); Python {platform.python_version()}"
+    )

@@ -22,7 +22,6 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -172,20 +171,6 @@ def tables(rows: list[tuple[dict, dict]]) -> str:
     return "\n".join(out)
 
 
-def machine() -> str:
-    cpu = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{platform.platform()}; {os.cpu_count()} CPUs ({cpu}); Python {platform.python_version()}"
-    )
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -244,12 +229,12 @@ def main(argv=None):
             rows.append((spec, results))
     elapsed = time.perf_counter() - t0
     print(tables(rows))
-    print(f"\nMachine: {machine()}\nTotal wall time: {elapsed:.0f} s")
+    print(f"\nMachine: {common.machine()}\nTotal wall time: {elapsed:.0f} s")
     if args.json:
         Path(args.json).write_text(
             json.dumps(
                 {
-                    "machine": machine(),
+                    "machine": common.machine(),
                     "argv": sys.argv,
                     "wall_s": elapsed,
                     "results": [{"spec": s, "results": r} for s, r in rows],
